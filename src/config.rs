@@ -1,0 +1,323 @@
+//! The one configuration file (TOML), read and validated once at start.
+//!
+//! Unknown keys are refused and every error names the file, the line and the key
+//! (the `toml` crate reports the position; semantic checks run inside
+//! deserialization through `try_from`, so they get a position too). Relative paths
+//! are taken relative to the file's own folder, so a config folder can be moved as a
+//! whole. Every key is shown and explained in `config/kim-cm.example.toml`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::kim::login::{self, Server};
+use crate::net::TlsMode;
+
+/// The smallest SIZE kim-cm advertises: 700 MiB, the largest KIM mail (KIM 1.5).
+pub const MIN_MAX_MESSAGE_SIZE: u64 = 734_003_200;
+/// SMTP/POP3_TIMEOUT_CLIENT and _SERVER default (Tab_Konf_Param): 5 minutes.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 300;
+/// DATA up to this size stays in memory; beyond it, it goes to a spool file.
+pub const DEFAULT_SPOOL_MEMORY_LIMIT: usize = 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub proxy: Proxy,
+    #[serde(default)]
+    pub log: Log,
+    #[serde(default)]
+    pub smtp_listener: Vec<Listener>,
+    #[serde(default)]
+    pub pop3_listener: Vec<Listener>,
+    pub upstream: Upstream,
+    #[serde(default)]
+    pub account: Vec<Account>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Proxy {
+    pub name: String,
+    pub data_dir: PathBuf,
+    #[serde(deserialize_with = "de_max_size")]
+    pub max_message_size: u64,
+    pub spool_memory_limit: usize,
+    pub client_timeout_secs: u64,
+    pub upstream_timeout_secs: u64,
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for Proxy {
+    fn default() -> Self {
+        Proxy {
+            name: "kim-cm".into(),
+            data_dir: PathBuf::from("/var/lib/kim-cm"),
+            max_message_size: MIN_MAX_MESSAGE_SIZE,
+            spool_memory_limit: DEFAULT_SPOOL_MEMORY_LIMIT,
+            client_timeout_secs: DEFAULT_TIMEOUT_SECS,
+            upstream_timeout_secs: DEFAULT_TIMEOUT_SECS,
+            connect_timeout_secs: 30,
+        }
+    }
+}
+
+impl Proxy {
+    pub fn client_timeout(&self) -> Duration {
+        Duration::from_secs(self.client_timeout_secs)
+    }
+    pub fn upstream_timeout(&self) -> Duration {
+        Duration::from_secs(self.upstream_timeout_secs)
+    }
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_secs)
+    }
+}
+
+fn de_max_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let v = u64::deserialize(d)?;
+    if v < MIN_MAX_MESSAGE_SIZE {
+        return Err(serde::de::Error::custom(format!(
+            "max_message_size must be at least {MIN_MAX_MESSAGE_SIZE} (700 MiB, the KIM maximum)"
+        )));
+    }
+    Ok(v)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// A client-facing listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "RawListener")]
+pub struct Listener {
+    pub address: SocketAddr,
+    pub tls: TlsMode,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListener {
+    address: SocketAddr,
+    tls: TlsMode,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+}
+
+impl TryFrom<RawListener> for Listener {
+    type Error = String;
+    fn try_from(r: RawListener) -> Result<Self, String> {
+        match r.tls {
+            TlsMode::Plain => {
+                if !r.address.ip().is_loopback() {
+                    return Err(format!(
+                        "listener {} has tls = \"plain\" but is not on loopback: use \"implicit\" or \"starttls\" with cert and key",
+                        r.address
+                    ));
+                }
+            }
+            TlsMode::Implicit | TlsMode::Starttls => {
+                if r.cert.is_none() || r.key.is_none() {
+                    return Err(format!("listener {} uses TLS and needs both `cert` and `key`", r.address));
+                }
+            }
+        }
+        Ok(Listener {
+            address: r.address,
+            tls: r.tls,
+            cert: r.cert,
+            key: r.key,
+        })
+    }
+}
+
+/// How kim-cm talks to the Fachdienst.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    /// CA certificates (PEM) that the Fachdienst's server certificates must chain to.
+    pub ca_file: PathBuf,
+    /// C.CM.TLS-CS client certificate (PKCS#12) for mutual TLS, as `createCert` issues it.
+    pub client_pkcs12: Option<PathBuf>,
+    pub client_pkcs12_password_file: Option<PathBuf>,
+    #[serde(default = "implicit", deserialize_with = "de_upstream_tls")]
+    pub smtp_tls: TlsMode,
+    #[serde(default = "implicit", deserialize_with = "de_upstream_tls")]
+    pub pop3_tls: TlsMode,
+}
+
+fn implicit() -> TlsMode {
+    TlsMode::Implicit
+}
+
+fn de_upstream_tls<'de, D: serde::Deserializer<'de>>(d: D) -> Result<TlsMode, D::Error> {
+    match TlsMode::deserialize(d)? {
+        TlsMode::Plain => Err(serde::de::Error::custom(
+            "the Fachdienst is always reached over TLS (KOM-LE-A_2074): use \"implicit\" or \"starttls\"",
+        )),
+        m => Ok(m),
+    }
+}
+
+/// A KIM account known to this Clientmodul: lets the client log in with the plain
+/// address and gives the server when the user name has none.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Account {
+    pub address: String,
+    #[serde(deserialize_with = "de_server")]
+    pub smtp_server: Server,
+    #[serde(deserialize_with = "de_server")]
+    pub pop3_server: Server,
+    pub mandant_id: Option<String>,
+    pub client_system_id: Option<String>,
+    pub workplace_id: Option<String>,
+}
+
+fn de_server<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Server, D::Error> {
+    let s = String::deserialize(d)?;
+    login::parse_server(&s).map_err(serde::de::Error::custom)
+}
+
+impl Config {
+    /// Reads, parses and checks the file; relative paths become relative to its folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, base).map_err(|message| ConfigError::Invalid {
+            path: path.display().to_string(),
+            message,
+        })
+    }
+
+    /// Parses TOML text; `base` is the folder relative paths are taken from.
+    pub fn parse(text: &str, base: &Path) -> Result<Config, String> {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+        let abs = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        abs(&mut cfg.proxy.data_dir);
+        abs(&mut cfg.upstream.ca_file);
+        cfg.upstream.client_pkcs12.as_mut().map(abs);
+        cfg.upstream.client_pkcs12_password_file.as_mut().map(abs);
+        for l in cfg.smtp_listener.iter_mut().chain(cfg.pop3_listener.iter_mut()) {
+            l.cert.as_mut().map(abs);
+            l.key.as_mut().map(abs);
+        }
+        if cfg.smtp_listener.is_empty() && cfg.pop3_listener.is_empty() {
+            return Err("no listener: add at least one [[smtp_listener]] or [[pop3_listener]]".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for a in &cfg.account {
+            login::parse(&a.address, login::Protocol::Smtp)
+                .ok()
+                .filter(|n| n.server.is_none() && n.context.is_none())
+                .ok_or_else(|| format!("[[account]] address '{}' is not a mail address", a.address))?;
+            if !seen.insert(a.address.to_ascii_lowercase()) {
+                return Err(format!("[[account]] address '{}' is listed twice", a.address));
+            }
+            let ctx = [&a.mandant_id, &a.client_system_id, &a.workplace_id];
+            if ctx.iter().any(|c| c.is_some()) && !ctx.iter().all(|c| c.is_some()) {
+                return Err(format!(
+                    "[[account]] '{}': mandant_id, client_system_id and workplace_id go together; set all three or none",
+                    a.address
+                ));
+            }
+        }
+        Ok(cfg)
+    }
+
+    pub fn account(&self, address: &str) -> Option<&Account> {
+        self.account.iter().find(|a| a.address.eq_ignore_ascii_case(address))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = "[upstream]\nca_file = \"ca.pem\"\n[[smtp_listener]]\naddress = \"127.0.0.1:2525\"\ntls = \"plain\"\n";
+
+    #[test]
+    fn minimal_config_with_defaults_and_relative_paths() {
+        let c = Config::parse(MIN, Path::new("/etc/kim-cm")).unwrap();
+        assert_eq!(c.upstream.ca_file, PathBuf::from("/etc/kim-cm/ca.pem"));
+        assert_eq!(c.upstream.smtp_tls, TlsMode::Implicit);
+        assert_eq!(c.proxy.max_message_size, MIN_MAX_MESSAGE_SIZE);
+        assert_eq!(c.proxy.client_timeout(), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let text = format!("{MIN}colour = \"blue\"\n");
+        let e = Config::parse(&text, Path::new(".")).unwrap_err();
+        assert!(e.contains("line 6") && e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named_with_their_line() {
+        let e = Config::parse(&MIN.replace("\"plain\"", "\"sometimes\""), Path::new(".")).unwrap_err();
+        assert!(e.contains("line 5") && e.contains("sometimes"), "{e}");
+        let e = Config::parse(&MIN.replace("127.0.0.1", "0.0.0.0"), Path::new(".")).unwrap_err();
+        assert!(e.contains("line 3") && e.contains("not on loopback"), "{e}");
+        let text = format!("{MIN}[proxy]\nmax_message_size = 1000\n");
+        let e = Config::parse(&text, Path::new(".")).unwrap_err();
+        assert!(e.contains("line 7") && e.contains("max_message_size"), "{e}");
+        let text = MIN.replace("[upstream]\n", "[upstream]\nsmtp_tls = \"plain\"\n");
+        let e = Config::parse(&text, Path::new(".")).unwrap_err();
+        assert!(e.contains("line 2") && e.contains("KOM-LE-A_2074"), "{e}");
+        let text = format!("{MIN}[[account]]\naddress = \"a@b.de\"\nsmtp_server = \"mta\"\npop3_server = \"pop:995\"\n");
+        let e = Config::parse(&text, Path::new(".")).unwrap_err();
+        assert!(e.contains("line 8") && e.contains("host:port"), "{e}");
+    }
+
+    #[test]
+    fn accounts_are_checked() {
+        let acc = "[[account]]\naddress = \"a@b.de\"\nsmtp_server = \"mta:465\"\npop3_server = \"pop:995\"\n";
+        let c = Config::parse(&format!("{MIN}{acc}"), Path::new(".")).unwrap();
+        assert_eq!(c.account("A@B.DE").unwrap().smtp_server.port, 465);
+        let e = Config::parse(&format!("{MIN}{acc}{acc}"), Path::new(".")).unwrap_err();
+        assert!(e.contains("twice"), "{e}");
+        let e = Config::parse(&format!("{MIN}{acc}mandant_id = \"1\"\n"), Path::new(".")).unwrap_err();
+        assert!(e.contains("go together"), "{e}");
+    }
+}

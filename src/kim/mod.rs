@@ -1,0 +1,5 @@
+//! The KIM domain, without I/O: login user names, the send pipeline and, later, the
+//! receive pipeline, headers and error mails. Nothing in here opens a socket.
+
+pub mod login;
+pub mod send;

@@ -1,0 +1,7 @@
+//! kim-cm: a KIM Clientmodul. See docs/architecture.md for the map.
+
+pub mod config;
+pub mod kim;
+pub mod net;
+pub mod smtp;
+pub mod spool;

@@ -1,0 +1,139 @@
+//! Where a mail waits between the client's DATA and the upstream transaction.
+//!
+//! Small mails stay in memory; once a mail grows past the memory bound it moves to
+//! an unnamed temporary file in the data directory (`O_TMPFILE` where the file system
+//! has it). An unnamed file has no path, so it disappears on every outcome, a crash
+//! included, and no other process can open it by name.
+
+use std::io::{self, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+
+use tokio::io::{AsyncRead, AsyncSeekExt, AsyncWriteExt};
+
+/// The spool's size settings.
+#[derive(Debug, Clone)]
+pub struct SpoolSettings {
+    pub dir: PathBuf,
+    pub memory_limit: usize,
+}
+
+/// A mail being received or processed.
+pub struct Spool {
+    mem: Vec<u8>,
+    file: Option<tokio::fs::File>,
+    len: u64,
+    settings: SpoolSettings,
+}
+
+impl Spool {
+    pub fn new(settings: &SpoolSettings) -> Spool {
+        Spool {
+            mem: Vec::new(),
+            file: None,
+            len: 0,
+            settings: settings.clone(),
+        }
+    }
+
+    /// A spool holding `data`, for tests and small generated mails.
+    pub fn from_bytes(data: Vec<u8>, settings: &SpoolSettings) -> Spool {
+        let len = data.len() as u64;
+        Spool {
+            mem: data,
+            file: None,
+            len,
+            settings: settings.clone(),
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// True once the mail has moved to a file.
+    pub fn on_disk(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// Appends `data`.
+    pub async fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if self.file.is_none() && self.mem.len() + data.len() > self.settings.memory_limit {
+            let std_file = unnamed_temp_file(&self.settings.dir)?;
+            let mut f = tokio::fs::File::from_std(std_file);
+            f.write_all(&self.mem).await?;
+            self.mem = Vec::new();
+            self.file = Some(f);
+        }
+        match self.file.as_mut() {
+            Some(f) => f.write_all(data).await?,
+            None => self.mem.extend_from_slice(data),
+        }
+        self.len += data.len() as u64;
+        Ok(())
+    }
+
+    /// Makes the written bytes durable for reading and returns a reader from the start.
+    pub async fn reader(&mut self) -> io::Result<Pin<Box<dyn AsyncRead + Send + '_>>> {
+        match self.file.as_mut() {
+            Some(f) => {
+                f.flush().await?;
+                f.seek(SeekFrom::Start(0)).await?;
+                Ok(Box::pin(tokio::io::BufReader::with_capacity(256 * 1024, f)))
+            }
+            None => Ok(Box::pin(&self.mem[..])),
+        }
+    }
+
+    /// The whole mail in memory; only for mails known to be small.
+    pub async fn to_vec(&mut self) -> io::Result<Vec<u8>> {
+        use tokio::io::AsyncReadExt;
+        let mut out = Vec::with_capacity(self.len as usize);
+        self.reader().await?.read_to_end(&mut out).await?;
+        Ok(out)
+    }
+}
+
+/// An unnamed temporary file in `dir`: never visible by name, gone when closed.
+fn unnamed_temp_file(dir: &Path) -> io::Result<std::fs::File> {
+    std::fs::create_dir_all(dir)?;
+    tempfile::tempfile_in(dir).map_err(|e| {
+        io::Error::new(e.kind(), format!("cannot create a spool file in {}: {e}", dir.display()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn small_mail_stays_in_memory_large_one_moves_to_an_unnamed_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SpoolSettings {
+            dir: dir.path().to_path_buf(),
+            memory_limit: 10,
+        };
+        let mut a = Spool::new(&s);
+        a.write(b"hello").await.unwrap();
+        assert!(!a.on_disk());
+        assert_eq!(a.to_vec().await.unwrap(), b"hello");
+
+        let mut b = Spool::new(&s);
+        b.write(b"hello ").await.unwrap();
+        b.write(b"world, this is longer").await.unwrap();
+        assert!(b.on_disk());
+        assert_eq!(b.len(), 27);
+        assert_eq!(b.to_vec().await.unwrap(), b"hello world, this is longer");
+        // reading twice gives the same bytes
+        assert_eq!(b.to_vec().await.unwrap(), b"hello world, this is longer");
+        // nothing visible by name in the spool folder
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}
