@@ -5,3 +5,4 @@ pub mod kim;
 pub mod net;
 pub mod smtp;
 pub mod spool;
+pub mod testbed;

@@ -1,0 +1,5 @@
+//! Simulators of the remote parties, so the whole system runs on one machine.
+//! Each follows the published interface of the party it stands in for.
+
+pub mod mailstore;
+pub mod users;
