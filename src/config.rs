@@ -25,7 +25,10 @@ pub const DEFAULT_SPOOL_MEMORY_LIMIT: usize = 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     Invalid { path: String, message: String },
 }
@@ -152,7 +155,10 @@ impl TryFrom<RawListener> for Listener {
             }
             TlsMode::Implicit | TlsMode::Starttls => {
                 if r.cert.is_none() || r.key.is_none() {
-                    return Err(format!("listener {} uses TLS and needs both `cert` and `key`", r.address));
+                    return Err(format!(
+                        "listener {} uses TLS and needs both `cert` and `key`",
+                        r.address
+                    ));
                 }
             }
         }
@@ -229,7 +235,8 @@ impl Config {
 
     /// Parses TOML text; `base` is the folder relative paths are taken from.
     pub fn parse(text: &str, base: &Path) -> Result<Config, String> {
-        let mut cfg: Config = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+        let mut cfg: Config =
+            toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
         let abs = |p: &mut PathBuf| {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -239,21 +246,32 @@ impl Config {
         abs(&mut cfg.upstream.ca_file);
         cfg.upstream.client_pkcs12.as_mut().map(abs);
         cfg.upstream.client_pkcs12_password_file.as_mut().map(abs);
-        for l in cfg.smtp_listener.iter_mut().chain(cfg.pop3_listener.iter_mut()) {
+        for l in cfg
+            .smtp_listener
+            .iter_mut()
+            .chain(cfg.pop3_listener.iter_mut())
+        {
             l.cert.as_mut().map(abs);
             l.key.as_mut().map(abs);
         }
         if cfg.smtp_listener.is_empty() && cfg.pop3_listener.is_empty() {
-            return Err("no listener: add at least one [[smtp_listener]] or [[pop3_listener]]".into());
+            return Err(
+                "no listener: add at least one [[smtp_listener]] or [[pop3_listener]]".into(),
+            );
         }
         let mut seen = std::collections::HashSet::new();
         for a in &cfg.account {
             login::parse(&a.address, login::Protocol::Smtp)
                 .ok()
                 .filter(|n| n.server.is_none() && n.context.is_none())
-                .ok_or_else(|| format!("[[account]] address '{}' is not a mail address", a.address))?;
+                .ok_or_else(|| {
+                    format!("[[account]] address '{}' is not a mail address", a.address)
+                })?;
             if !seen.insert(a.address.to_ascii_lowercase()) {
-                return Err(format!("[[account]] address '{}' is listed twice", a.address));
+                return Err(format!(
+                    "[[account]] address '{}' is listed twice",
+                    a.address
+                ));
             }
             let ctx = [&a.mandant_id, &a.client_system_id, &a.workplace_id];
             if ctx.iter().any(|c| c.is_some()) && !ctx.iter().all(|c| c.is_some()) {
@@ -267,7 +285,9 @@ impl Config {
     }
 
     pub fn account(&self, address: &str) -> Option<&Account> {
-        self.account.iter().find(|a| a.address.eq_ignore_ascii_case(address))
+        self.account
+            .iter()
+            .find(|a| a.address.eq_ignore_ascii_case(address))
     }
 }
 
@@ -295,13 +315,17 @@ mod tests {
 
     #[test]
     fn bad_values_are_named_with_their_line() {
-        let e = Config::parse(&MIN.replace("\"plain\"", "\"sometimes\""), Path::new(".")).unwrap_err();
+        let e =
+            Config::parse(&MIN.replace("\"plain\"", "\"sometimes\""), Path::new(".")).unwrap_err();
         assert!(e.contains("line 5") && e.contains("sometimes"), "{e}");
         let e = Config::parse(&MIN.replace("127.0.0.1", "0.0.0.0"), Path::new(".")).unwrap_err();
         assert!(e.contains("line 3") && e.contains("not on loopback"), "{e}");
         let text = format!("{MIN}[proxy]\nmax_message_size = 1000\n");
         let e = Config::parse(&text, Path::new(".")).unwrap_err();
-        assert!(e.contains("line 7") && e.contains("max_message_size"), "{e}");
+        assert!(
+            e.contains("line 7") && e.contains("max_message_size"),
+            "{e}"
+        );
         let text = MIN.replace("[upstream]\n", "[upstream]\nsmtp_tls = \"plain\"\n");
         let e = Config::parse(&text, Path::new(".")).unwrap_err();
         assert!(e.contains("line 2") && e.contains("KOM-LE-A_2074"), "{e}");
@@ -317,7 +341,8 @@ mod tests {
         assert_eq!(c.account("A@B.DE").unwrap().smtp_server.port, 465);
         let e = Config::parse(&format!("{MIN}{acc}{acc}"), Path::new(".")).unwrap_err();
         assert!(e.contains("twice"), "{e}");
-        let e = Config::parse(&format!("{MIN}{acc}mandant_id = \"1\"\n"), Path::new(".")).unwrap_err();
+        let e =
+            Config::parse(&format!("{MIN}{acc}mandant_id = \"1\"\n"), Path::new(".")).unwrap_err();
         assert!(e.contains("go together"), "{e}");
     }
 }

@@ -1,8 +1,10 @@
 //! kim-cm: a KIM Clientmodul. See docs/architecture.md for the map.
 
+pub mod bench;
 pub mod config;
 pub mod kim;
 pub mod net;
+pub mod proxy;
 pub mod smtp;
 pub mod spool;
 pub mod testbed;

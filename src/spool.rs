@@ -105,7 +105,10 @@ impl Spool {
 fn unnamed_temp_file(dir: &Path) -> io::Result<std::fs::File> {
     std::fs::create_dir_all(dir)?;
     tempfile::tempfile_in(dir).map_err(|e| {
-        io::Error::new(e.kind(), format!("cannot create a spool file in {}: {e}", dir.display()))
+        io::Error::new(
+            e.kind(),
+            format!("cannot create a spool file in {}: {e}", dir.display()),
+        )
     })
 }
 

@@ -157,7 +157,9 @@ fn check_address(a: &str) -> Result<String, LoginError> {
             !local.is_empty()
                 && !domain.is_empty()
                 && !domain.contains('@')
-                && !a.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
+                && !a
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
         }
         None => false,
     };
@@ -206,7 +208,14 @@ mod tests {
             })
         );
         let c = n.context.unwrap();
-        assert_eq!((c.mandant_id.as_str(), c.client_system_id.as_str(), c.workplace_id.as_str()), ("1", "KOM_LE", "7"));
+        assert_eq!(
+            (
+                c.mandant_id.as_str(),
+                c.client_system_id.as_str(),
+                c.workplace_id.as_str()
+            ),
+            ("1", "KOM_LE", "7")
+        );
         assert_eq!(c.user_id, None);
         assert_eq!(n.konnektor_id.as_deref(), Some("Konn_1"));
     }
@@ -238,14 +247,28 @@ mod tests {
 
     #[test]
     fn incomplete_names_are_refused() {
-        for bad in ["a@b.de#mta:465", "a@b.de#mta:465#1#CS", "a@b.de#mta:465#1##7", "a@b.de#mta:465#*#CS#7"] {
+        for bad in [
+            "a@b.de#mta:465",
+            "a@b.de#mta:465#1#CS",
+            "a@b.de#mta:465#1##7",
+            "a@b.de#mta:465#*#CS#7",
+        ] {
             assert!(parse(bad, Protocol::Smtp).is_err(), "{bad}");
             assert!(parse(bad, Protocol::Pop3).is_err(), "{bad}");
         }
         assert_eq!(parse("", Protocol::Smtp), Err(LoginError::Empty));
-        assert!(matches!(parse("nobody#mta:465#1#CS#7", Protocol::Smtp), Err(LoginError::BadAddress(_))));
-        assert!(matches!(parse("a@b.de#mta#1#CS#7", Protocol::Smtp), Err(LoginError::BadServer(_))));
-        assert!(matches!(parse("a@b.de#mta:99999#1#CS#7", Protocol::Smtp), Err(LoginError::BadServer(_))));
+        assert!(matches!(
+            parse("nobody#mta:465#1#CS#7", Protocol::Smtp),
+            Err(LoginError::BadAddress(_))
+        ));
+        assert!(matches!(
+            parse("a@b.de#mta#1#CS#7", Protocol::Smtp),
+            Err(LoginError::BadServer(_))
+        ));
+        assert!(matches!(
+            parse("a@b.de#mta:99999#1#CS#7", Protocol::Smtp),
+            Err(LoginError::BadServer(_))
+        ));
         assert!(matches!(
             parse("a@b.de#mta:465#1#CS#7#u#k", Protocol::Smtp),
             Err(LoginError::TooManyParts { found: 7, max: 6 })

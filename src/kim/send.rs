@@ -37,7 +37,12 @@ impl SendPipeline {
     }
 
     /// Turns the client's mail into the mail for the MTA.
-    pub async fn run(&self, mail_from: &str, recipients: &[String], mail: Spool) -> Result<Outgoing, Refusal> {
+    pub async fn run(
+        &self,
+        mail_from: &str,
+        recipients: &[String],
+        mail: Spool,
+    ) -> Result<Outgoing, Refusal> {
         Ok(Outgoing {
             mail_from: mail_from.to_string(),
             recipients: recipients.to_vec(),

@@ -131,9 +131,12 @@ impl Conn {
     }
 
     fn stream(&mut self) -> io::Result<&mut Stream> {
-        self.stream
-            .as_mut()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "connection lost in a TLS upgrade"))
+        self.stream.as_mut().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotConnected,
+                "connection lost in a TLS upgrade",
+            )
+        })
     }
 
     /// The bytes read but not yet consumed.
@@ -261,9 +264,15 @@ impl Conn {
             Some(Stream::Plain(tcp)) => Ok(tcp),
             Some(tls) => {
                 self.stream = Some(tls);
-                Err(io::Error::new(io::ErrorKind::InvalidInput, "connection is already TLS"))
+                Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "connection is already TLS",
+                ))
             }
-            None => Err(io::Error::new(io::ErrorKind::NotConnected, "connection lost")),
+            None => Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "connection lost",
+            )),
         }
     }
 
@@ -275,7 +284,12 @@ impl Conn {
         tokio::time::timeout(self.timeout, Pin::new(&mut tls).accept())
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))?
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("TLS handshake failed: {e}")))?;
+            .map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("TLS handshake failed: {e}"),
+                )
+            })?;
         self.stream = Some(Stream::Tls(Box::new(tls)));
         Ok(())
     }
@@ -292,7 +306,12 @@ impl Conn {
         tokio::time::timeout(self.timeout, Pin::new(&mut tls).connect())
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))?
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("TLS handshake failed: {e}")))?;
+            .map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("TLS handshake failed: {e}"),
+                )
+            })?;
         self.stream = Some(Stream::Tls(Box::new(tls)));
         Ok(())
     }

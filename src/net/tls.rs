@@ -37,7 +37,8 @@ pub fn acceptor(cert_chain: &Path, key: &Path) -> Result<SslAcceptor, TlsSetupEr
         .map_err(|e| file_err(cert_chain, e))?;
     b.set_private_key_file(key, SslFiletype::PEM)
         .map_err(|e| file_err(key, e))?;
-    b.check_private_key().map_err(|e| file_err(key, format!("key does not match the certificate: {e}")))?;
+    b.check_private_key()
+        .map_err(|e| file_err(key, format!("key does not match the certificate: {e}")))?;
     b.set_min_proto_version(Some(SslVersion::TLS1_2))?;
     Ok(b.build())
 }
@@ -49,7 +50,10 @@ pub struct ClientIdentity<'a> {
 }
 
 /// Client side towards the Fachdienst: TLS 1.2 and 1.3, server verified against `ca_file`.
-pub fn connector(ca_file: &Path, identity: Option<ClientIdentity<'_>>) -> Result<SslConnector, TlsSetupError> {
+pub fn connector(
+    ca_file: &Path,
+    identity: Option<ClientIdentity<'_>>,
+) -> Result<SslConnector, TlsSetupError> {
     let mut b = SslConnector::builder(SslMethod::tls_client())?;
     b.set_ca_file(ca_file).map_err(|e| file_err(ca_file, e))?;
     b.set_min_proto_version(Some(SslVersion::TLS1_2))?;
@@ -59,9 +63,17 @@ pub fn connector(ca_file: &Path, identity: Option<ClientIdentity<'_>>) -> Result
         let der = std::fs::read(id.pkcs12).map_err(|e| file_err(id.pkcs12, e))?;
         let parsed = Pkcs12::from_der(&der)
             .and_then(|p| p.parse2(id.password))
-            .map_err(|e| file_err(id.pkcs12, format!("not a readable PKCS#12 file (wrong password?): {e}")))?;
+            .map_err(|e| {
+                file_err(
+                    id.pkcs12,
+                    format!("not a readable PKCS#12 file (wrong password?): {e}"),
+                )
+            })?;
         let (Some(key), Some(cert)) = (parsed.pkey, parsed.cert) else {
-            return Err(file_err(id.pkcs12, "the PKCS#12 file holds no key and certificate"));
+            return Err(file_err(
+                id.pkcs12,
+                "the PKCS#12 file holds no key and certificate",
+            ));
         };
         b.set_private_key(&key)?;
         b.set_certificate(&cert)?;

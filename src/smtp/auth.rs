@@ -2,8 +2,8 @@
 //! the proxy must see the password to log in upstream on the user's behalf, which
 //! challenge-response mechanisms would not allow.
 
-use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
 use zeroize::Zeroizing;
 
 /// The credentials a client sent.
@@ -25,19 +25,29 @@ pub enum SaslError {
 
 /// Decodes one base64 SASL response line.
 pub fn decode_b64(line: &[u8]) -> Result<Zeroizing<Vec<u8>>, SaslError> {
-    let trimmed: Vec<u8> = line.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
-    B64.decode(&trimmed).map(Zeroizing::new).map_err(|_| SaslError::Base64)
+    let trimmed: Vec<u8> = line
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    B64.decode(&trimmed)
+        .map(Zeroizing::new)
+        .map_err(|_| SaslError::Base64)
 }
 
 fn utf8(bytes: &[u8]) -> Result<String, SaslError> {
-    std::str::from_utf8(bytes).map(str::to_string).map_err(|_| SaslError::Utf8)
+    std::str::from_utf8(bytes)
+        .map(str::to_string)
+        .map_err(|_| SaslError::Utf8)
 }
 
 /// RFC 4616: `[authzid] NUL authcid NUL passwd`. The authcid is the login user name.
 pub fn decode_plain(line: &[u8]) -> Result<Credentials, SaslError> {
     let raw = decode_b64(line)?;
     let mut parts = raw.split(|b| *b == 0);
-    let (Some(_authz), Some(authc), Some(pass), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(_authz), Some(authc), Some(pass), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(SaslError::PlainFormat);
     };
     if authc.is_empty() {
@@ -84,8 +94,14 @@ mod tests {
     #[test]
     fn broken_responses() {
         assert_eq!(decode_plain(b"!!!notbase64").err(), Some(SaslError::Base64));
-        assert_eq!(decode_plain(encode("no nul bytes").as_bytes()).err(), Some(SaslError::PlainFormat));
-        assert_eq!(decode_plain(encode("\0\0pw").as_bytes()).err(), Some(SaslError::PlainFormat));
+        assert_eq!(
+            decode_plain(encode("no nul bytes").as_bytes()).err(),
+            Some(SaslError::PlainFormat)
+        );
+        assert_eq!(
+            decode_plain(encode("\0\0pw").as_bytes()).err(),
+            Some(SaslError::PlainFormat)
+        );
         assert_eq!(decode_login_field(b"//79").err(), Some(SaslError::Utf8));
     }
 }

@@ -10,7 +10,7 @@ use openssl::ssl::SslConnector;
 use tokio::io::AsyncRead;
 
 use super::auth;
-use super::data::{StuffError, send_stuffed};
+use super::data::{send_stuffed, StuffError};
 use super::reply::Reply;
 use crate::kim::login::Server;
 use crate::net::{Conn, ReadError, TlsMode};
@@ -57,7 +57,9 @@ impl From<ReadError> for ClientError {
             ReadError::Timeout(d) => ClientError::Timeout(d),
             ReadError::Closed => ClientError::Closed,
             ReadError::TooLong(n) => ClientError::Protocol(format!("reply line over {n} bytes")),
-            ReadError::Io(e) if e.kind() == io::ErrorKind::TimedOut => ClientError::Timeout(Duration::ZERO),
+            ReadError::Io(e) if e.kind() == io::ErrorKind::TimedOut => {
+                ClientError::Timeout(Duration::ZERO)
+            }
             ReadError::Io(_) => ClientError::Closed,
         }
     }
@@ -103,7 +105,9 @@ impl SmtpClient {
             source,
         };
         if s.tls == TlsMode::Implicit {
-            conn.connect_tls(&s.connector, &server.host).await.map_err(tls_err)?;
+            conn.connect_tls(&s.connector, &server.host)
+                .await
+                .map_err(tls_err)?;
         }
         let mut c = SmtpClient {
             conn,
@@ -126,7 +130,10 @@ impl SmtpClient {
             if r.code != 220 {
                 return Err(ClientError::Rejected(r));
             }
-            c.conn.connect_tls(&s.connector, &server.host).await.map_err(tls_err)?;
+            c.conn
+                .connect_tls(&s.connector, &server.host)
+                .await
+                .map_err(tls_err)?;
             c.ehlo(&s.helo_name).await?;
         }
         Ok(c)
@@ -137,7 +144,12 @@ impl SmtpClient {
         if r.code != 250 {
             return Err(ClientError::Rejected(r));
         }
-        self.extensions = r.lines.iter().skip(1).map(|l| l.to_ascii_uppercase()).collect();
+        self.extensions = r
+            .lines
+            .iter()
+            .skip(1)
+            .map(|l| l.to_ascii_uppercase())
+            .collect();
         Ok(())
     }
 
@@ -147,14 +159,18 @@ impl SmtpClient {
 
     /// True when EHLO listed `name` (as the first word of a line).
     pub fn has_extension(&self, name: &str) -> bool {
-        self.extensions.iter().any(|l| l.split_whitespace().next() == Some(name))
+        self.extensions
+            .iter()
+            .any(|l| l.split_whitespace().next() == Some(name))
     }
 
     /// AUTH PLAIN, or LOGIN where the server offers only that (KOM-LE-A_2013).
     /// The server must be on TLS by now; credentials never cross a plain connection.
     pub async fn login(&mut self, user: &str, password: &str) -> Result<(), ClientError> {
         if !self.conn.is_tls() {
-            return Err(ClientError::Protocol("refusing to send credentials without TLS".into()));
+            return Err(ClientError::Protocol(
+                "refusing to send credentials without TLS".into(),
+            ));
         }
         let auth_line = self
             .extensions
@@ -165,7 +181,8 @@ impl SmtpClient {
         let offers = |m: &str| auth_line.split([' ', '=']).any(|w| w == m);
         let r = if offers("PLAIN") || !offers("LOGIN") {
             let resp = auth::encode_plain(user, password);
-            self.command_secret(&format!("AUTH PLAIN {}", &*resp)).await?
+            self.command_secret(&format!("AUTH PLAIN {}", &*resp))
+                .await?
         } else {
             let r = self.command("AUTH LOGIN").await?;
             if r.code != 334 {
@@ -262,10 +279,12 @@ impl SmtpClient {
             self.reset().await?;
             return Ok(Err(r));
         }
-        send_stuffed(&mut self.conn, mail).await.map_err(|e| match e {
-            StuffError::Spool(e) => ClientError::Spool(e),
-            StuffError::Peer(e) => write_err(e),
-        })?;
+        send_stuffed(&mut self.conn, mail)
+            .await
+            .map_err(|e| match e {
+                StuffError::Spool(e) => ClientError::Spool(e),
+                StuffError::Peer(e) => write_err(e),
+            })?;
         let r = self.read_reply().await?;
         Ok(if r.code == 250 { Ok(r) } else { Err(r) })
     }

@@ -243,14 +243,23 @@ mod tests {
             let (out, rest) = decode(&[&input]);
             assert!(rest.is_some());
             // only CRLF line ends in the spool, and the lone dot line is kept as content
-            assert!(!out.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'), "{out:?}");
-            assert!(out.windows(2).all(|w| !(w[0] == b'\r' && w[1] != b'\n')), "{out:?}");
+            assert!(
+                !out.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'),
+                "{out:?}"
+            );
+            assert!(
+                out.windows(2).all(|w| !(w[0] == b'\r' && w[1] != b'\n')),
+                "{out:?}"
+            );
             let text = String::from_utf8(out.clone()).unwrap();
             assert!(text.contains("\r\n.\r\nMAIL FROM:<evil@x>\r\n"), "{text:?}");
             // stuffed again for upstream, the dot line is doubled: no early end
             let mut stuffed = Vec::new();
             stuff_into(&out, &mut true, &mut stuffed);
-            assert!(!stuffed.windows(5).any(|w| w == b"\r\n.\r\n"), "{stuffed:?}");
+            assert!(
+                !stuffed.windows(5).any(|w| w == b"\r\n.\r\n"),
+                "{stuffed:?}"
+            );
         }
     }
 

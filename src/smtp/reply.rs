@@ -49,7 +49,10 @@ impl Reply {
     pub fn enhanced(&self) -> Option<&str> {
         let first = self.text().split(' ').next()?;
         let parts: Vec<&str> = first.split('.').collect();
-        let ok = parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        let ok = parts.len() == 3
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
         ok.then_some(first)
     }
 }
@@ -71,8 +74,14 @@ mod tests {
             lines: vec!["mx".into(), "SIZE 10".into()],
         };
         assert_eq!(r.to_wire(), b"250-mx\r\n250 SIZE 10\r\n");
-        assert_eq!(Reply::new(550, "5.1.1 no\r\n250 ok").to_wire(), b"550 5.1.1 no250 ok\r\n");
-        assert_eq!(Reply::new(550, "5.1.1 no such user").enhanced(), Some("5.1.1"));
+        assert_eq!(
+            Reply::new(550, "5.1.1 no\r\n250 ok").to_wire(),
+            b"550 5.1.1 no250 ok\r\n"
+        );
+        assert_eq!(
+            Reply::new(550, "5.1.1 no such user").enhanced(),
+            Some("5.1.1")
+        );
         assert_eq!(Reply::new(421, "timeout").enhanced(), None);
     }
 }

@@ -78,6 +78,17 @@ pub trait Backend: Send + Sync + 'static {
         mail: Spool,
     ) -> impl Future<Output = Reply> + Send;
 
+    /// MAIL FROM, as soon as the client sends it. The proxy says yes to everything
+    /// here and decides after DATA (A_23554); a real server checks now.
+    fn check_sender(&self, _session: &Self::Session, _address: &str) -> Result<(), Reply> {
+        Ok(())
+    }
+
+    /// RCPT TO, as soon as the client sends it (see `check_sender`).
+    fn check_recipient(&self, _session: &Self::Session, _address: &str) -> Result<(), Reply> {
+        Ok(())
+    }
+
     /// The client is gone or said QUIT.
     fn close(&self, session: Self::Session) -> impl Future<Output = ()> + Send;
 
@@ -171,7 +182,12 @@ macro_rules! say {
     };
 }
 
-async fn session<B: Backend>(conn: &mut Conn, settings: &Settings, backend: &B, st: &mut State<B::Session>) -> End {
+async fn session<B: Backend>(
+    conn: &mut Conn,
+    settings: &Settings,
+    backend: &B,
+    st: &mut State<B::Session>,
+) -> End {
     if settings.tls == TlsMode::Implicit {
         let Some(acc) = settings.acceptor.as_ref() else {
             return End::Closed("listener has no TLS certificate");
@@ -191,13 +207,24 @@ async fn session<B: Backend>(conn: &mut Conn, settings: &Settings, backend: &B, 
                 continue;
             }
             Err(ReadError::Timeout(_)) => {
-                let _ = reply(conn, &Reply::new(421, format!("4.4.2 {} Timeout, closing connection", settings.name))).await;
+                let _ = reply(
+                    conn,
+                    &Reply::new(
+                        421,
+                        format!("4.4.2 {} Timeout, closing connection", settings.name),
+                    ),
+                )
+                .await;
                 return End::Timeout;
             }
             Err(_) => return End::ClientGone,
         };
         if st.bad_commands >= MAX_BAD_COMMANDS {
-            let _ = reply(conn, &Reply::new(421, "4.7.0 Too many errors, closing connection")).await;
+            let _ = reply(
+                conn,
+                &Reply::new(421, "4.7.0 Too many errors, closing connection"),
+            )
+            .await;
             return End::Closed("too many bad commands");
         }
         match command(conn, settings, backend, st, line).await {
@@ -230,7 +257,10 @@ async fn command<B: Backend>(
 ) -> Flow {
     // AUTH is handled here, not by the generic parser, so that every mechanism other
     // than PLAIN and LOGIN gets 504 5.7.4 (Tab_SMTP_Verbindung).
-    if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"AUTH") && (line.len() == 4 || line[4] == b' ') {
+    if line.len() >= 4
+        && line[..4].eq_ignore_ascii_case(b"AUTH")
+        && (line.len() == 4 || line[4] == b' ')
+    {
         return auth_command(conn, settings, backend, st, &line).await;
     }
     line.extend_from_slice(b"\r\n");
@@ -240,11 +270,17 @@ async fn command<B: Backend>(
             st.bad_commands += 1;
             use smtp_proto::Error as E;
             match e {
-                E::UnknownCommand | E::NeedsMoreData { .. } => answer!(conn, 502, "5.5.1 Invalid command"),
+                E::UnknownCommand | E::NeedsMoreData { .. } => {
+                    answer!(conn, 502, "5.5.1 Invalid command")
+                }
                 E::InvalidSenderAddress => answer!(conn, 501, "5.1.7 Bad sender address syntax"),
-                E::InvalidRecipientAddress => answer!(conn, 501, "5.1.3 Bad recipient address syntax"),
+                E::InvalidRecipientAddress => {
+                    answer!(conn, 501, "5.1.3 Bad recipient address syntax")
+                }
                 E::SyntaxError { syntax } => answer!(conn, 501, format!("5.5.2 Syntax: {syntax}")),
-                E::InvalidParameter { param } => answer!(conn, 501, format!("5.5.4 Invalid parameter {param}")),
+                E::InvalidParameter { param } => {
+                    answer!(conn, 501, format!("5.5.4 Invalid parameter {param}"))
+                }
                 E::UnsupportedParameter { param } => {
                     answer!(conn, 555, format!("5.5.4 Unsupported parameter {param}"))
                 }
@@ -257,11 +293,15 @@ async fn command<B: Backend>(
             st.helo = true;
             st.envelope = None;
             let mut lines = vec![settings.name.clone()];
-            lines.push(format!("SIZE {}", backend.max_message_size(st.auth.as_ref())));
+            lines.push(format!(
+                "SIZE {}",
+                backend.max_message_size(st.auth.as_ref())
+            ));
             if auth_allowed(conn) {
                 lines.push("AUTH PLAIN LOGIN".into());
             }
-            lines.extend(["8BITMIME", "ENHANCEDSTATUSCODES", "PIPELINING", "DSN"].map(String::from));
+            lines
+                .extend(["8BITMIME", "ENHANCEDSTATUSCODES", "PIPELINING", "DSN"].map(String::from));
             if settings.tls == TlsMode::Starttls && !conn.is_tls() {
                 lines.push("STARTTLS".into());
             }
@@ -279,7 +319,11 @@ async fn command<B: Backend>(
             if conn.is_tls() {
                 answer!(conn, 503, "5.5.1 TLS already active");
             }
-            let Some(acc) = settings.acceptor.as_ref().filter(|_| settings.tls == TlsMode::Starttls) else {
+            let Some(acc) = settings
+                .acceptor
+                .as_ref()
+                .filter(|_| settings.tls == TlsMode::Starttls)
+            else {
                 answer!(conn, 502, "5.5.1 STARTTLS not offered on this port");
             };
             if !conn.buffered().is_empty() {
@@ -287,7 +331,10 @@ async fn command<B: Backend>(
                 let _ = reply(conn, &Reply::new(554, "5.5.1 Data after STARTTLS refused")).await;
                 return Flow::End(End::Closed("plaintext after STARTTLS"));
             }
-            if reply(conn, &Reply::new(220, "2.0.0 Ready to start TLS")).await.is_err() {
+            if reply(conn, &Reply::new(220, "2.0.0 Ready to start TLS"))
+                .await
+                .is_err()
+            {
                 return Flow::End(End::ClientGone);
             }
             if let Err(e) = conn.accept_tls(acc).await {
@@ -309,7 +356,21 @@ async fn command<B: Backend>(
             let max = backend.max_message_size(st.auth.as_ref());
             if from.size as u64 > max {
                 st.mails_refused += 1;
-                answer!(conn, 552, format!("5.3.4 Message size exceeds fixed limit of {max} bytes"));
+                answer!(
+                    conn,
+                    552,
+                    format!("5.3.4 Message size exceeds fixed limit of {max} bytes")
+                );
+            }
+            if let Some(Err(r)) = st
+                .auth
+                .as_ref()
+                .map(|s| backend.check_sender(s, &from.address))
+            {
+                if reply(conn, &r).await.is_err() {
+                    return Flow::End(End::ClientGone);
+                }
+                return Flow::Continue;
             }
             let ret = if from.flags & smtp_proto::MAIL_RET_FULL != 0 {
                 Some("FULL")
@@ -332,7 +393,7 @@ async fn command<B: Backend>(
             if st.auth.is_none() {
                 answer!(conn, 530, "5.7.0 Authentication required");
             }
-            let Some(env) = st.envelope.as_mut() else {
+            let Some(env) = st.envelope.as_ref() else {
                 answer!(conn, 503, "5.5.1 Need MAIL before RCPT");
             };
             if env.rcpt.len() >= MAX_RECIPIENTS {
@@ -341,6 +402,19 @@ async fn command<B: Backend>(
             if to.address.is_empty() {
                 answer!(conn, 501, "5.1.3 Bad recipient address syntax");
             }
+            if let Some(Err(r)) = st
+                .auth
+                .as_ref()
+                .map(|s| backend.check_recipient(s, &to.address))
+            {
+                if reply(conn, &r).await.is_err() {
+                    return Flow::End(End::ClientGone);
+                }
+                return Flow::Continue;
+            }
+            let Some(env) = st.envelope.as_mut() else {
+                answer!(conn, 503, "5.5.1 Need MAIL before RCPT");
+            };
             env.rcpt.push(Recipient {
                 address: to.address.to_string(),
                 notify: notify_param(to.flags),
@@ -366,7 +440,9 @@ async fn command<B: Backend>(
 }
 
 fn notify_param(flags: u64) -> Option<String> {
-    use smtp_proto::{RCPT_NOTIFY_DELAY, RCPT_NOTIFY_FAILURE, RCPT_NOTIFY_NEVER, RCPT_NOTIFY_SUCCESS};
+    use smtp_proto::{
+        RCPT_NOTIFY_DELAY, RCPT_NOTIFY_FAILURE, RCPT_NOTIFY_NEVER, RCPT_NOTIFY_SUCCESS,
+    };
     if flags & RCPT_NOTIFY_NEVER != 0 {
         return Some("NEVER".into());
     }
@@ -400,7 +476,9 @@ async fn auth_command<B: Backend>(
     if !auth_allowed(conn) {
         answer!(conn, 530, "5.7.0 Must issue a STARTTLS command first");
     }
-    let text = String::from_utf8_lossy(&line[4.min(line.len())..]).trim().to_string();
+    let text = String::from_utf8_lossy(&line[4.min(line.len())..])
+        .trim()
+        .to_string();
     let mut words = text.split_whitespace();
     let mech = words.next().unwrap_or("").to_ascii_uppercase();
     let initial = words.next().map(str::to_string);
@@ -442,7 +520,11 @@ async fn auth_command<B: Backend>(
                 password,
             })
         }
-        _ => answer!(conn, 504, "5.7.4 Security features not supported: use AUTH PLAIN or LOGIN"),
+        _ => answer!(
+            conn,
+            504,
+            "5.7.4 Security features not supported: use AUTH PLAIN or LOGIN"
+        ),
     };
     let creds = match creds {
         Ok(c) => c,
@@ -466,9 +548,17 @@ async fn auth_command<B: Backend>(
             }
             if close {
                 if r.code != 421 {
-                    let _ = reply(conn, &Reply::new(421, "4.7.0 Too many failed logins, closing connection")).await;
+                    let _ = reply(
+                        conn,
+                        &Reply::new(421, "4.7.0 Too many failed logins, closing connection"),
+                    )
+                    .await;
                 }
-                return Flow::End(End::Closed(if r.code == 421 { "upstream timeout" } else { "too many failed logins" }));
+                return Flow::End(End::Closed(if r.code == 421 {
+                    "upstream timeout"
+                } else {
+                    "too many failed logins"
+                }));
             }
             let _ = settings;
             Flow::Continue
@@ -519,7 +609,10 @@ async fn data_command<B: Backend>(
     if env.rcpt.is_empty() {
         answer!(conn, 554, "5.5.1 No valid recipients");
     }
-    if reply(conn, &Reply::new(354, "End data with <CR><LF>.<CR><LF>")).await.is_err() {
+    if reply(conn, &Reply::new(354, "End data with <CR><LF>.<CR><LF>"))
+        .await
+        .is_err()
+    {
         return Flow::End(End::ClientGone);
     }
     let max = backend.max_message_size(Some(session));
@@ -529,17 +622,32 @@ async fn data_command<B: Backend>(
         Ok(Received::TooBig) => {
             st.envelope = None;
             st.mails_refused += 1;
-            answer!(conn, 552, format!("5.3.4 Message size exceeds fixed limit of {max} bytes"));
+            answer!(
+                conn,
+                552,
+                format!("5.3.4 Message size exceeds fixed limit of {max} bytes")
+            );
         }
         Ok(Received::SpoolFailed(e)) => {
             tracing::error!("cannot spool a mail: {e}");
             st.envelope = None;
             st.mails_refused += 1;
-            answer!(conn, 452, "4.3.1 Insufficient system storage, try again later");
+            answer!(
+                conn,
+                452,
+                "4.3.1 Insufficient system storage, try again later"
+            );
         }
         // the client went away in the middle of DATA: nothing is sent anywhere
         Err(ReadError::Timeout(_)) => {
-            let _ = reply(conn, &Reply::new(421, format!("4.4.2 {} Timeout, closing connection", settings.name))).await;
+            let _ = reply(
+                conn,
+                &Reply::new(
+                    421,
+                    format!("4.4.2 {} Timeout, closing connection", settings.name),
+                ),
+            )
+            .await;
             return Flow::End(End::Timeout);
         }
         Err(_) => return Flow::End(End::Closed("client disconnected in DATA; nothing was sent")),
@@ -596,5 +704,27 @@ async fn receive_data(conn: &mut Conn, spool: &mut Spool, max: u64) -> Result<Re
                 _ => Received::Complete,
             });
         }
+    }
+}
+
+/// Accepts connections on `listener` and runs a session for each, until the task is
+/// dropped.
+pub async fn serve<B: Backend>(
+    listener: tokio::net::TcpListener,
+    settings: Arc<Settings>,
+    backend: Arc<B>,
+) {
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let conn = Conn::new(crate::net::Stream::Plain(tcp), peer, settings.timeout);
+        tokio::spawn(run(conn, settings.clone(), backend.clone()));
     }
 }

@@ -37,7 +37,13 @@ impl MailStore {
         let safe: String = address
             .to_ascii_lowercase()
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || "@._-+".contains(c) { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "@._-+".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         self.root.join(safe)
     }
@@ -48,14 +54,22 @@ impl MailStore {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        format!("{:012x}{:06x}{:08x}", now.as_millis(), n & 0xff_ffff, rand::random::<u32>())
+        format!(
+            "{:012x}{:06x}{:08x}",
+            now.as_millis(),
+            n & 0xff_ffff,
+            rand::random::<u32>()
+        )
     }
 
     /// Opens a file in `tmp/` for a new mail; [`commit`](Self::commit) moves it into
     /// the mailboxes.
     pub fn begin(&self) -> io::Result<(PathBuf, std::fs::File)> {
         let path = self.root.join("tmp").join(self.new_uid());
-        let f = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
         Ok((path, f))
     }
 
@@ -66,7 +80,8 @@ impl MailStore {
             std::fs::create_dir_all(&dir)?;
             let target = dir.join(self.new_uid());
             // one hard link per recipient, then the tmp name goes
-            std::fs::hard_link(tmp_path, &target).or_else(|_| std::fs::copy(tmp_path, &target).map(|_| ()))?;
+            std::fs::hard_link(tmp_path, &target)
+                .or_else(|_| std::fs::copy(tmp_path, &target).map(|_| ()))?;
         }
         std::fs::remove_file(tmp_path)
     }
@@ -125,7 +140,8 @@ mod tests {
     fn deliver_list_delete() {
         let dir = tempfile::tempdir().unwrap();
         let s = MailStore::new(dir.path()).unwrap();
-        s.deliver(&["a@x.de".into(), "b@x.de".into()], b"one").unwrap();
+        s.deliver(&["a@x.de".into(), "b@x.de".into()], b"one")
+            .unwrap();
         s.deliver(&["a@x.de".into()], b"three").unwrap();
         let a = s.list("A@x.de").unwrap();
         assert_eq!(a.iter().map(|m| m.size).collect::<Vec<_>>(), vec![3, 5]);
@@ -133,6 +149,9 @@ mod tests {
         s.delete("a@x.de", &a[0].uid).unwrap();
         assert_eq!(s.list("a@x.de").unwrap().len(), 1);
         assert_eq!(s.list("nobody@x.de").unwrap().len(), 0);
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use openssl::hash::{MessageDigest, hash};
+use openssl::hash::{hash, MessageDigest};
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -20,7 +20,9 @@ pub struct Users {
 fn digest(salt: &[u8], password: &str) -> Vec<u8> {
     let mut input = salt.to_vec();
     input.extend_from_slice(password.as_bytes());
-    hash(MessageDigest::sha256(), &input).map(|d| d.to_vec()).unwrap_or_default()
+    hash(MessageDigest::sha256(), &input)
+        .map(|d| d.to_vec())
+        .unwrap_or_default()
 }
 
 impl Users {

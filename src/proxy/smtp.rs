@@ -1,0 +1,276 @@
+//! The SMTP proxy: the backend behind kim-cm's SMTP listeners.
+//!
+//! On AUTH it parses the user name, connects to the MTA named there (or configured
+//! for the account) and logs in with the address and the client's password, so the
+//! client's AUTH succeeds exactly when the Fachdienst's does (Tab_SMTP_Verbindung).
+//! MAIL FROM and RCPT TO are collected, DATA is spooled, the send pipeline runs over
+//! the whole mail, and only then is the upstream transaction opened (A_23554). The
+//! client hears 250 only when the MTA said 250.
+//!
+//! The password is held in memory for the life of the session, and only to log in
+//! again when the MTA has dropped an idle connection while a long DATA came in; it is
+//! wiped when the session ends and is never written anywhere.
+
+use std::sync::Arc;
+
+use zeroize::Zeroizing;
+
+use crate::config::Config;
+use crate::kim::login::{self, LoginName, Protocol, Server};
+use crate::kim::send::{Refusal, SendPipeline};
+use crate::smtp::auth::Credentials;
+use crate::smtp::client::{ClientError, ClientSettings, SmtpClient, UpstreamEnvelope};
+use crate::smtp::server::{Backend, ClientInfo, Envelope};
+use crate::smtp::Reply;
+use crate::spool::Spool;
+
+/// The SMTP side of kim-cm.
+pub struct SmtpProxy {
+    config: Arc<Config>,
+    client: ClientSettings,
+    pipeline: SendPipeline,
+}
+
+/// One authenticated client session.
+pub struct ProxySession {
+    login: LoginName,
+    server: Server,
+    password: Zeroizing<String>,
+    upstream: Option<SmtpClient>,
+}
+
+impl SmtpProxy {
+    pub fn new(config: Arc<Config>, client: ClientSettings, pipeline: SendPipeline) -> SmtpProxy {
+        SmtpProxy {
+            config,
+            client,
+            pipeline,
+        }
+    }
+
+    /// Which MTA a login goes to: the one in the user name (KOM-LE-A_2011), else the
+    /// one configured for the account.
+    fn resolve(&self, user: &str) -> Result<(LoginName, Server), Reply> {
+        let name = login::parse(user, Protocol::Smtp)
+            .map_err(|e| Reply::new(501, format!("5.5.4 Invalid user name: {e}")))?;
+        let account = self.config.account(&name.address);
+        if name.context.is_none() && account.is_none() {
+            return Err(Reply::new(
+                501,
+                format!(
+                    "5.5.4 Invalid user name: '{}' is not configured in kim-cm; use address#host:port#MandantId#ClientSystemId#WorkplaceId",
+                    name.address
+                ),
+            ));
+        }
+        let server = match (&name.server, account) {
+            (Some(s), _) => s.clone(),
+            (None, Some(a)) => a.smtp_server.clone(),
+            (None, None) => {
+                return Err(Reply::new(
+                    501,
+                    "5.5.4 Invalid user name: no MTA host:port given and none configured for the account",
+                ));
+            }
+        };
+        Ok((name, server))
+    }
+
+    async fn connect(
+        &self,
+        server: &Server,
+        address: &str,
+        password: &str,
+    ) -> Result<SmtpClient, Reply> {
+        let mut c = SmtpClient::connect(server, &self.client)
+            .await
+            .map_err(|e| {
+                tracing::warn!(%server, "cannot reach the MTA: {e}");
+                connect_reply(&e)
+            })?;
+        match c.login(address, password).await {
+            Ok(()) => Ok(c),
+            Err(ClientError::Rejected(r)) if !r.is_transient() => {
+                c.quit().await;
+                Err(Reply::new(535, "5.7.8 Authentication credentials invalid"))
+            }
+            Err(e) => {
+                tracing::warn!(%server, "login at the MTA failed: {e}");
+                c.quit().await;
+                Err(connect_reply(&e))
+            }
+        }
+    }
+
+    /// The upstream connection for the next mail: the current one if it still answers,
+    /// else a fresh login.
+    async fn upstream<'s>(&self, s: &'s mut ProxySession) -> Result<&'s mut SmtpClient, Reply> {
+        let alive = match s.upstream.as_mut() {
+            Some(c) => c.noop().await.is_ok(),
+            None => false,
+        };
+        if !alive {
+            if let Some(old) = s.upstream.take() {
+                old.quit().await;
+            }
+            tracing::debug!(server = %s.server, "logging in at the MTA again");
+            s.upstream = Some(
+                self.connect(&s.server, &s.login.address, &s.password)
+                    .await?,
+            );
+        }
+        s.upstream
+            .as_mut()
+            .ok_or_else(|| Reply::new(454, "4.7.0 Temporary authentication failure"))
+    }
+}
+
+/// Tab_SMTP_Verbindung: MTA unreachable 454 4.7.0; MTA timeout 421 (KOM-LE-A_2016).
+fn connect_reply(e: &ClientError) -> Reply {
+    match e {
+        ClientError::Timeout(_) => {
+            Reply::new(421, "4.4.2 The Fachdienst MTA did not answer in time")
+        }
+        _ => Reply::new(
+            454,
+            "4.7.0 Temporary authentication failure: cannot reach the Fachdienst MTA",
+        ),
+    }
+}
+
+/// The envelope parameters that go upstream with the mail.
+fn upstream_envelope(
+    env: &Envelope,
+    mail_from: &str,
+    recipients: &[String],
+    dsn: bool,
+) -> UpstreamEnvelope {
+    let mut mail_params = Vec::new();
+    if env.body_8bit {
+        mail_params.push("BODY=8BITMIME".to_string());
+    }
+    if dsn {
+        if let Some(ret) = env.dsn_ret {
+            mail_params.push(format!("RET={ret}"));
+        }
+        if let Some(id) = &env.dsn_envid {
+            mail_params.push(format!("ENVID={id}"));
+        }
+    }
+    let rcpt = recipients
+        .iter()
+        .map(|r| {
+            let mut params = Vec::new();
+            if dsn {
+                if let Some(orig) = env.rcpt.iter().find(|o| o.address.eq_ignore_ascii_case(r)) {
+                    if let Some(n) = &orig.notify {
+                        params.push(format!("NOTIFY={n}"));
+                    }
+                    if let Some(o) = &orig.orcpt {
+                        params.push(format!("ORCPT={o}"));
+                    }
+                }
+            }
+            (r.clone(), params)
+        })
+        .collect();
+    UpstreamEnvelope {
+        mail_from: mail_from.to_string(),
+        mail_params,
+        rcpt,
+    }
+}
+
+impl Backend for SmtpProxy {
+    type Session = ProxySession;
+
+    fn max_message_size(&self, _session: Option<&ProxySession>) -> u64 {
+        self.config.proxy.max_message_size
+    }
+
+    async fn authenticate(
+        &self,
+        creds: &Credentials,
+        _client: &ClientInfo,
+    ) -> Result<ProxySession, Reply> {
+        let (login, server) = self.resolve(&creds.user)?;
+        let upstream = self
+            .connect(&server, &login.address, &creds.password)
+            .await?;
+        tracing::info!(user = %login.address, %server, "smtp login accepted by the MTA");
+        Ok(ProxySession {
+            login,
+            server,
+            password: creds.password.clone(),
+            upstream: Some(upstream),
+        })
+    }
+
+    async fn deliver(&self, s: &mut ProxySession, env: &Envelope, mail: Spool) -> Reply {
+        let recipients: Vec<String> = env.rcpt.iter().map(|r| r.address.clone()).collect();
+        let size_in = mail.len();
+        let mut out = match self.pipeline.run(&env.mail_from, &recipients, mail).await {
+            Ok(o) => o,
+            Err(Refusal::Temporary(why)) => {
+                tracing::warn!(user = %s.login.address, "mail refused for now: {why}");
+                return Reply::new(451, format!("4.3.0 {why}"));
+            }
+            Err(Refusal::Permanent(why)) => {
+                tracing::warn!(user = %s.login.address, "mail refused: {why}");
+                return Reply::new(554, format!("5.6.0 {why}"));
+            }
+        };
+        let size = out.mail.len();
+        let user = s.login.address.clone();
+        let server = s.server.clone();
+        let client = match self.upstream(s).await {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
+        let uenv = upstream_envelope(
+            env,
+            &out.mail_from,
+            &out.recipients,
+            client.has_extension("DSN"),
+        );
+        let reader = match out.mail.reader().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("cannot read the spooled mail: {e}");
+                return Reply::new(
+                    451,
+                    "4.3.0 Local error reading the spooled mail; nothing was sent, try again",
+                );
+            }
+        };
+        match client.send_mail(&uenv, size, reader).await {
+            Ok(Ok(r)) => {
+                tracing::info!(%user, rcpt = uenv.rcpt.len(), size_in, size, "mail accepted by the MTA");
+                r
+            }
+            Ok(Err(r)) => {
+                tracing::info!(%user, code = r.code, "mail refused by the MTA: {}", r.text());
+                r
+            }
+            Err(e) => {
+                tracing::warn!(%user, %server, "MTA connection failed while sending: {e}");
+                s.upstream = None;
+                match e {
+                    ClientError::Spool(_) => Reply::new(451, "4.3.0 Local error reading the spooled mail; nothing was sent, try again"),
+                    ClientError::Timeout(_) => Reply::new(421, "4.4.2 The Fachdienst MTA did not answer in time; the mail may not have been sent"),
+                    _ => Reply::new(421, "4.4.2 Connection to the Fachdienst MTA lost; the mail was not accepted, send it again"),
+                }
+            }
+        }
+    }
+
+    async fn close(&self, s: ProxySession) {
+        if let Some(c) = s.upstream {
+            c.quit().await;
+        }
+    }
+
+    fn describe(&self, s: &ProxySession) -> String {
+        s.login.address.clone()
+    }
+}

@@ -1,0 +1,172 @@
+//! `kim-cm serve`: opens the listeners of a configuration and runs the proxy.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use openssl::ssl::{SslAcceptor, SslConnector};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, Listener};
+use crate::kim::send::SendPipeline;
+use crate::net::{TlsMode, tls};
+use crate::proxy::pop3::Pop3Proxy;
+use crate::proxy::smtp::SmtpProxy;
+use crate::spool::SpoolSettings;
+use crate::{pop3, smtp};
+
+/// Why the proxy could not start; the message names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Tls(#[from] tls::TlsSetupError),
+    #[error("cannot read {path}: {source}")]
+    File { path: String, source: std::io::Error },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// A running proxy: its listeners' addresses and tasks. Dropping it stops accepting.
+pub struct Running {
+    pub smtp: Vec<SocketAddr>,
+    pub pop3: Vec<SocketAddr>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// The TLS connector towards the Fachdienst, from the `[upstream]` section.
+pub fn upstream_connector(cfg: &Config) -> Result<SslConnector, StartError> {
+    let password = match &cfg.upstream.client_pkcs12_password_file {
+        Some(p) => zeroize::Zeroizing::new(
+            std::fs::read_to_string(p)
+                .map_err(|source| StartError::File {
+                    path: p.display().to_string(),
+                    source,
+                })?
+                .trim_end_matches(['\r', '\n'])
+                .to_string(),
+        ),
+        None => zeroize::Zeroizing::new(String::new()),
+    };
+    let identity = cfg.upstream.client_pkcs12.as_deref().map(|p| tls::ClientIdentity {
+        pkcs12: p,
+        password: &password,
+    });
+    Ok(tls::connector(&cfg.upstream.ca_file, identity)?)
+}
+
+fn acceptor(l: &Listener) -> Result<Option<Arc<SslAcceptor>>, StartError> {
+    match (l.tls, &l.cert, &l.key) {
+        (TlsMode::Plain, _, _) => Ok(None),
+        (_, Some(c), Some(k)) => Ok(Some(Arc::new(tls::acceptor(c, k)?))),
+        // the config check makes sure TLS listeners have both
+        _ => Ok(None),
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
+}
+
+/// Checks everything `start` would need, without opening listeners.
+pub fn check(cfg: &Config) -> Result<(), StartError> {
+    upstream_connector(cfg)?;
+    for l in cfg.smtp_listener.iter().chain(cfg.pop3_listener.iter()) {
+        acceptor(l)?;
+    }
+    Ok(())
+}
+
+/// Opens every listener of `cfg` and serves until the returned value is dropped.
+pub async fn start(cfg: Arc<Config>) -> Result<Running, StartError> {
+    let connector = Arc::new(upstream_connector(&cfg)?);
+    let spool = SpoolSettings {
+        dir: cfg.proxy.data_dir.join("spool"),
+        memory_limit: cfg.proxy.spool_memory_limit,
+    };
+    std::fs::create_dir_all(&spool.dir).map_err(|source| StartError::File {
+        path: spool.dir.display().to_string(),
+        source,
+    })?;
+    let mut running = Running {
+        smtp: Vec::new(),
+        pop3: Vec::new(),
+        tasks: Vec::new(),
+    };
+
+    let smtp_backend = Arc::new(SmtpProxy::new(
+        cfg.clone(),
+        smtp::client::ClientSettings {
+            tls: cfg.upstream.smtp_tls,
+            connector: connector.clone(),
+            connect_timeout: cfg.proxy.connect_timeout(),
+            timeout: cfg.proxy.upstream_timeout(),
+            helo_name: cfg.proxy.name.clone(),
+        },
+        SendPipeline::new(),
+    ));
+    for l in &cfg.smtp_listener {
+        let settings = Arc::new(smtp::server::Settings {
+            name: cfg.proxy.name.clone(),
+            tls: l.tls,
+            acceptor: acceptor(l)?,
+            timeout: cfg.proxy.client_timeout(),
+            spool: spool.clone(),
+        });
+        let listener = bind(l.address).await?;
+        let addr = listener.local_addr().unwrap_or(l.address);
+        tracing::info!(%addr, tls = ?l.tls, "SMTP listener ready");
+        running.smtp.push(addr);
+        running
+            .tasks
+            .push(tokio::spawn(smtp::server::serve(listener, settings, smtp_backend.clone())));
+    }
+
+    let pop3_backend = Arc::new(Pop3Proxy::new(
+        cfg.clone(),
+        pop3::client::ClientSettings {
+            tls: cfg.upstream.pop3_tls,
+            connector: connector.clone(),
+            connect_timeout: cfg.proxy.connect_timeout(),
+            timeout: cfg.proxy.upstream_timeout(),
+        },
+    ));
+    for l in &cfg.pop3_listener {
+        let settings = Arc::new(pop3::server::Settings {
+            name: cfg.proxy.name.clone(),
+            tls: l.tls,
+            acceptor: acceptor(l)?,
+            timeout: cfg.proxy.client_timeout(),
+            spool: spool.clone(),
+        });
+        let listener = bind(l.address).await?;
+        let addr = listener.local_addr().unwrap_or(l.address);
+        tracing::info!(%addr, tls = ?l.tls, "POP3 listener ready");
+        running.pop3.push(addr);
+        running
+            .tasks
+            .push(tokio::spawn(pop3::server::serve_pop3(listener, settings, pop3_backend.clone())));
+    }
+    Ok(running)
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(t) => { t.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
+}
