@@ -5,6 +5,7 @@ pub mod config;
 pub mod kim;
 pub mod net;
 pub mod proxy;
+pub mod serve;
 pub mod smtp;
 pub mod spool;
 pub mod testbed;

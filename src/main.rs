@@ -1,1 +1,138 @@
-fn main() {}
+//! The `kim-cm` command line. Exit codes: 0 ok, 2 usage or config error, 1 runtime failure.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use kim_cm::config::{Config, LogFormat};
+use kim_cm::serve;
+
+#[derive(Parser)]
+#[command(
+    name = "kim-cm",
+    version,
+    about = "KIM Clientmodul: seals and opens KIM mail between your mail client and your KIM Fachdienst"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy with a configuration file.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a configuration file and the files it names, then exit.
+    CheckConfig { file: PathBuf },
+    /// Run a simulated Fachdienst and the proxy against it, all on loopback.
+    Sandbox {
+        /// Where the sandbox keeps its state (certificates, mailboxes, config).
+        #[arg(long, default_value = "kim-cm-sandbox")]
+        data_dir: PathBuf,
+        /// Let the system choose free ports instead of the fixed ones.
+        #[arg(long)]
+        any_ports: bool,
+        /// Send one mail through the proxy, fetch it back, print it and exit.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Measure the proxy (see docs/performance.md).
+    Bench {
+        #[command(subcommand)]
+        what: kim_cm::bench::Bench,
+    },
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kim-cm: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match cli.command {
+        Command::CheckConfig { file } => match Config::load(&file) {
+            Err(e) => {
+                eprintln!("kim-cm: {e}");
+                ExitCode::from(2)
+            }
+            Ok(cfg) => match serve::check(&cfg) {
+                Err(e) => {
+                    eprintln!("kim-cm: config file {}: {e}", file.display());
+                    ExitCode::from(2)
+                }
+                Ok(()) => {
+                    println!(
+                        "{}: OK ({} SMTP and {} POP3 listeners, {} accounts)",
+                        file.display(),
+                        cfg.smtp_listener.len(),
+                        cfg.pop3_listener.len(),
+                        cfg.account.len()
+                    );
+                    ExitCode::SUCCESS
+                }
+            },
+        },
+        Command::Serve { config } => {
+            let cfg = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("kim-cm: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_logging(cfg.log.format, &cfg.log.level);
+            rt.block_on(async {
+                let running = match serve::start(Arc::new(cfg)).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!("kim-cm: {e}");
+                        return ExitCode::from(1);
+                    }
+                };
+                serve::shutdown_signal().await;
+                tracing::info!("shutting down");
+                drop(running);
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Sandbox { .. } => {
+            eprintln!("kim-cm: sandbox pending");
+            ExitCode::from(1)
+        }
+        Command::Bench { what } => {
+            init_logging(LogFormat::Text, "warn");
+            rt.block_on(async {
+                match kim_cm::bench::run(what).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("kim-cm: benchmark failed: {e}");
+                        ExitCode::from(1)
+                    }
+                }
+            })
+        }
+    }
+}

@@ -9,11 +9,10 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, Listener};
 use crate::kim::send::SendPipeline;
-use crate::net::{TlsMode, tls};
-use crate::proxy::pop3::Pop3Proxy;
+use crate::net::{tls, TlsMode};
 use crate::proxy::smtp::SmtpProxy;
+use crate::smtp;
 use crate::spool::SpoolSettings;
-use crate::{pop3, smtp};
 
 /// Why the proxy could not start; the message names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -21,9 +20,15 @@ pub enum StartError {
     #[error("{0}")]
     Tls(#[from] tls::TlsSetupError),
     #[error("cannot read {path}: {source}")]
-    File { path: String, source: std::io::Error },
+    File {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A running proxy: its listeners' addresses and tasks. Dropping it stops accepting.
@@ -55,10 +60,14 @@ pub fn upstream_connector(cfg: &Config) -> Result<SslConnector, StartError> {
         ),
         None => zeroize::Zeroizing::new(String::new()),
     };
-    let identity = cfg.upstream.client_pkcs12.as_deref().map(|p| tls::ClientIdentity {
-        pkcs12: p,
-        password: &password,
-    });
+    let identity = cfg
+        .upstream
+        .client_pkcs12
+        .as_deref()
+        .map(|p| tls::ClientIdentity {
+            pkcs12: p,
+            password: &password,
+        });
     Ok(tls::connector(&cfg.upstream.ca_file, identity)?)
 }
 
@@ -72,7 +81,9 @@ fn acceptor(l: &Listener) -> Result<Option<Arc<SslAcceptor>>, StartError> {
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
 }
 
 /// Checks everything `start` would need, without opening listeners.
@@ -124,36 +135,14 @@ pub async fn start(cfg: Arc<Config>) -> Result<Running, StartError> {
         let addr = listener.local_addr().unwrap_or(l.address);
         tracing::info!(%addr, tls = ?l.tls, "SMTP listener ready");
         running.smtp.push(addr);
-        running
-            .tasks
-            .push(tokio::spawn(smtp::server::serve(listener, settings, smtp_backend.clone())));
+        running.tasks.push(tokio::spawn(smtp::server::serve(
+            listener,
+            settings,
+            smtp_backend.clone(),
+        )));
     }
 
-    let pop3_backend = Arc::new(Pop3Proxy::new(
-        cfg.clone(),
-        pop3::client::ClientSettings {
-            tls: cfg.upstream.pop3_tls,
-            connector: connector.clone(),
-            connect_timeout: cfg.proxy.connect_timeout(),
-            timeout: cfg.proxy.upstream_timeout(),
-        },
-    ));
-    for l in &cfg.pop3_listener {
-        let settings = Arc::new(pop3::server::Settings {
-            name: cfg.proxy.name.clone(),
-            tls: l.tls,
-            acceptor: acceptor(l)?,
-            timeout: cfg.proxy.client_timeout(),
-            spool: spool.clone(),
-        });
-        let listener = bind(l.address).await?;
-        let addr = listener.local_addr().unwrap_or(l.address);
-        tracing::info!(%addr, tls = ?l.tls, "POP3 listener ready");
-        running.pop3.push(addr);
-        running
-            .tasks
-            .push(tokio::spawn(pop3::server::serve_pop3(listener, settings, pop3_backend.clone())));
-    }
+    // POP3_PENDING
     Ok(running)
 }
 

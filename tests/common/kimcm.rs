@@ -1,0 +1,306 @@
+//! Runs the real `kim-cm` binary for a test: `serve` from a config written into a
+//! temp folder, or `sandbox`, with its log captured to a file so tests can read it.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a kim-cm process may take to come up.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_kim-cm")
+}
+
+/// A running kim-cm process; killed on drop.
+pub struct KimCm {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub log_path: PathBuf,
+    pub smtp: Option<SocketAddr>,
+    pub pop3: Option<SocketAddr>,
+}
+
+impl Drop for KimCm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl KimCm {
+    /// `kim-cm serve` with `config` (listeners on port 0 are fine: the bound addresses
+    /// are read from the log). `{dir}` in the config is replaced by the temp folder.
+    pub fn serve(config: &str) -> KimCm {
+        Self::serve_with_env(config, &[])
+    }
+
+    pub fn serve_with_env(config: &str, env: &[(&str, &str)]) -> KimCm {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cfg_path = dir.path().join("kim-cm.toml");
+        std::fs::write(
+            &cfg_path,
+            config.replace("{dir}", &dir.path().display().to_string()),
+        )
+        .unwrap();
+        let log_path = dir.path().join("kim-cm.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut cmd = Command::new(bin());
+        cmd.arg("serve").arg("--config").arg(&cfg_path);
+        cmd.env("NO_COLOR", "1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start kim-cm");
+        let mut k = KimCm {
+            child,
+            dir,
+            log_path,
+            smtp: None,
+            pop3: None,
+        };
+        let wants_smtp = config.contains("[[smtp_listener]]");
+        let wants_pop3 = config.contains("[[pop3_listener]]");
+        let deadline = Instant::now() + START_TIMEOUT;
+        while Instant::now() < deadline {
+            let log = k.log();
+            k.smtp = find_addr(&log, "SMTP listener ready");
+            k.pop3 = find_addr(&log, "POP3 listener ready");
+            if (!wants_smtp || k.smtp.is_some()) && (!wants_pop3 || k.pop3.is_some()) {
+                return k;
+            }
+            if let Ok(Some(status)) = k.child.try_wait() {
+                panic!("kim-cm exited with {status} at start:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("kim-cm did not start in time:\n{}", k.log());
+    }
+
+    pub fn log(&self) -> String {
+        strip_ansi(&std::fs::read_to_string(&self.log_path).unwrap_or_default())
+    }
+
+    /// Waits until the log contains `needle` (log lines are written asynchronously).
+    pub fn wait_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.contains(needle) || Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn spool_dir(&self) -> PathBuf {
+        self.dir.path().join("data").join("spool")
+    }
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c2 in chars.by_ref() {
+                if c2.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn find_addr(log: &str, marker: &str) -> Option<SocketAddr> {
+    let line = log.lines().find(|l| l.contains(marker))?;
+    let start = line.find("addr=")? + 5;
+    line[start..].split_whitespace().next()?.parse().ok()
+}
+
+/// `kim-cm sandbox --any-ports` in a temp folder; the settings come from sandbox.json.
+pub struct Sandbox {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub info: serde_json::Value,
+    pub log_path: PathBuf,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Sandbox {
+    pub fn start() -> Sandbox {
+        Self::start_with_env(&[])
+    }
+
+    pub fn start_with_env(env: &[(&str, &str)]) -> Sandbox {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log_path = dir.path().join("sandbox.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut cmd = Command::new(bin());
+        cmd.args(["sandbox", "--any-ports", "--data-dir"])
+            .arg(dir.path().join("sb"));
+        cmd.env("NO_COLOR", "1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start sandbox");
+        // the sandbox prints its settings once everything listens
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.starts_with("Settings for scripts") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        if rx.recv_timeout(START_TIMEOUT).is_err() {
+            let _ = child.kill();
+            panic!(
+                "sandbox did not start:\n{}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+        }
+        let info: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("sb").join("sandbox.json")).unwrap(),
+        )
+        .unwrap();
+        Sandbox {
+            child,
+            dir,
+            info,
+            log_path,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        strip_ansi(&std::fs::read_to_string(&self.log_path).unwrap_or_default())
+    }
+
+    pub fn addr(&self, key: &str) -> String {
+        self.info[key].as_str().unwrap().to_string()
+    }
+
+    /// (address, password, smtp_user, pop3_user) of account `i`.
+    pub fn account(&self, i: usize) -> (String, String, String, String) {
+        let a = &self.info["accounts"][i];
+        let s = |k: &str| a[k].as_str().unwrap().to_string();
+        (s("address"), s("password"), s("smtp_user"), s("pop3_user"))
+    }
+
+    pub fn ca_file(&self) -> String {
+        self.addr("ca_file")
+    }
+
+    /// The simulated Fachdienst's stored mails of `address`, oldest first.
+    pub fn stored_mails(&self, address: &str) -> Vec<Vec<u8>> {
+        let dir = self
+            .dir
+            .path()
+            .join("sb")
+            .join("fachdienst")
+            .join("mail")
+            .join(address);
+        let mut names: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
+            Err(_) => return Vec::new(),
+        };
+        names.sort();
+        names.iter().map(|p| std::fs::read(p).unwrap()).collect()
+    }
+
+    pub fn proxy_spool_dir(&self) -> PathBuf {
+        self.dir.path().join("sb").join("proxy").join("spool")
+    }
+}
+
+/// Runs a Python snippet; returns (exit ok, stdout, stderr).
+pub fn python(script: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs curl; returns (exit code, stdout bytes, stderr).
+pub fn curl(args: &[&str]) -> (i32, Vec<u8>, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-S", "--max-time", "60"])
+        .args(args)
+        .output()
+        .expect("curl");
+    (
+        out.status.code().unwrap_or(-1),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Strips the trace headers an MTA puts on top (Return-Path, Received and their
+/// continuation lines), leaving the mail as the client sent it.
+pub fn strip_trace_headers(mail: &[u8]) -> Vec<u8> {
+    let mut rest = mail;
+    loop {
+        let lower: Vec<u8> = rest
+            .iter()
+            .take(20)
+            .map(|b| b.to_ascii_lowercase())
+            .collect();
+        let is_trace = lower.starts_with(b"return-path:")
+            || lower.starts_with(b"received:")
+            || lower.starts_with(b"delivered-to:");
+        if !is_trace {
+            return rest.to_vec();
+        }
+        // skip this header and its folded lines
+        let mut i = 0;
+        loop {
+            match rest[i..].iter().position(|b| *b == b'\n') {
+                Some(p) => {
+                    i += p + 1;
+                    if i < rest.len() && (rest[i] == b' ' || rest[i] == b'\t') {
+                        continue;
+                    }
+                    break;
+                }
+                None => return Vec::new(),
+            }
+        }
+        rest = &rest[i..];
+    }
+}
+
+pub fn write_file(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, data).unwrap();
+    p
+}

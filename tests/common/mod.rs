@@ -1,0 +1,6 @@
+//! Shared test harness: the kim-cm binary, real peers (Postfix, Dovecot), clients.
+#![allow(dead_code)]
+
+pub mod fake_mta;
+pub mod kimcm;
+pub mod raw;
