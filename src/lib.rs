@@ -4,6 +4,7 @@ pub mod bench;
 pub mod config;
 pub mod kim;
 pub mod net;
+pub mod pop3;
 pub mod proxy;
 pub mod serve;
 pub mod smtp;

@@ -2,4 +2,5 @@
 //! receive pipeline, headers and error mails. Nothing in here opens a socket.
 
 pub mod login;
+pub mod receive;
 pub mod send;

@@ -3,4 +3,5 @@
 //! logs in upstream on the user's behalf, and runs the KIM pipeline over a mail
 //! between the two sides.
 
+pub mod pop3;
 pub mod smtp;

@@ -3,5 +3,6 @@
 
 pub mod ca;
 pub mod mailstore;
+pub mod pop3;
 pub mod smtp;
 pub mod users;

@@ -1,0 +1,362 @@
+//! The POP3 proxy: the backend behind kim-cm's POP3 listeners.
+//!
+//! On login it parses the user name (gemSpec_CM_KOMLE 3.4.2.2), connects to the
+//! Fachdienst's POP3 server named there (or configured for the account) and logs in
+//! with the KIM address and the client's password (KOM-LE-A_2034), so the client's
+//! login succeeds exactly when the Fachdienst's does. After that every command goes
+//! upstream as it comes; RETR runs the receive pipeline over the spooled mail.
+//!
+//! Nothing is deleted upstream unless the client deleted it and said QUIT: a client
+//! that vanishes gets its upstream connection closed without QUIT, and a POP3 server
+//! does not delete anything for a session that did not reach the UPDATE state.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::kim::login::{self, LoginName, Protocol, Server};
+use crate::kim::receive::open_received;
+use crate::pop3::client::{resp_code, ClientError, ClientSettings, Pop3Client};
+use crate::pop3::server::{Backend, ClientInfo, LoginRefused, Mailbox, MailboxError};
+use crate::spool::{Spool, SpoolSettings};
+
+/// The POP3 side of kim-cm.
+pub struct Pop3Proxy {
+    config: Arc<Config>,
+    client: ClientSettings,
+    spool: SpoolSettings,
+}
+
+/// One logged-in client: its upstream connection to the Fachdienst's mailbox.
+pub struct ProxyMailbox {
+    login: LoginName,
+    server: Server,
+    upstream: Pop3Client,
+    spool: SpoolSettings,
+}
+
+impl Pop3Proxy {
+    pub fn new(config: Arc<Config>, client: ClientSettings) -> Pop3Proxy {
+        let spool = SpoolSettings {
+            dir: config.proxy.data_dir.join("spool"),
+            memory_limit: config.proxy.spool_memory_limit,
+        };
+        Pop3Proxy {
+            config,
+            client,
+            spool,
+        }
+    }
+
+    /// Which POP3 server a login goes to: the one in the user name (KOM-LE-A_2031),
+    /// else the one configured for the account. An incomplete or unusable name gets
+    /// `-ERR` (gemSpec_CM_KOMLE 3.4.2.2).
+    fn resolve(&self, user: &str) -> Result<(LoginName, Server), LoginRefused> {
+        let invalid =
+            |why: String| LoginRefused::new(format!("[AUTH] Invalid POP3 user name: {why}"));
+        let name = login::parse(user, Protocol::Pop3).map_err(|e| invalid(e.to_string()))?;
+        let account = self.config.account(&name.address);
+        if name.context.is_none() && account.is_none() {
+            return Err(invalid(format!(
+                "'{}' is not configured in kim-cm; use address#host:port#MandantId#ClientSystemId#WorkplaceId",
+                name.address
+            )));
+        }
+        let server = match (&name.server, account) {
+            (Some(s), _) => s.clone(),
+            (None, Some(a)) => a.pop3_server.clone(),
+            (None, None) => {
+                return Err(invalid(format!(
+                    "no POP3 server host:port given and none configured for {}",
+                    name.address
+                )));
+            }
+        };
+        Ok((name, server))
+    }
+}
+
+/// The client's answer when the Fachdienst cannot be reached or used.
+fn connect_refusal(server: &Server, e: &ClientError) -> LoginRefused {
+    LoginRefused::new(match e {
+        ClientError::Connect { .. } => {
+            format!("[SYS/TEMP] cannot reach the Fachdienst POP3 server {server}")
+        }
+        ClientError::Tls { .. } => {
+            format!("[SYS/TEMP] TLS with the Fachdienst POP3 server {server} failed")
+        }
+        ClientError::Timeout(_) => {
+            format!("[SYS/TEMP] the Fachdienst POP3 server {server} did not answer in time")
+        }
+        ClientError::Rejected(text) => {
+            format!("[SYS/TEMP] the Fachdienst POP3 server {server} refused: {text}")
+        }
+        _ => format!("[SYS/TEMP] lost the connection to the Fachdienst POP3 server {server}"),
+    })
+}
+
+/// The client's answer when the Fachdienst refused the login. A refusal with a code
+/// the client can act on (mailbox in use, try later) is passed on as it came.
+fn login_refusal(text: &str) -> LoginRefused {
+    match resp_code(text) {
+        Some("IN-USE" | "LOGIN-DELAY" | "SYS/TEMP" | "SYS/PERM") => LoginRefused::new(text),
+        _ => LoginRefused::new(
+            "[AUTH] the Fachdienst refused the login: invalid user name or password",
+        ),
+    }
+}
+
+impl Backend for Pop3Proxy {
+    type Mailbox = ProxyMailbox;
+
+    fn check_user(&self, user: &str) -> Result<(), LoginRefused> {
+        self.resolve(user).map(drop)
+    }
+
+    async fn login(
+        &self,
+        user: &str,
+        password: &str,
+        _client: &ClientInfo,
+    ) -> Result<ProxyMailbox, LoginRefused> {
+        let (login, server) = self.resolve(user)?;
+        let mut upstream = Pop3Client::connect(&server, &self.client)
+            .await
+            .map_err(|e| {
+                tracing::warn!(%server, "cannot reach the Fachdienst POP3 server: {e}");
+                connect_refusal(&server, &e)
+            })?;
+        // KOM-LE-A_2034: upstream the login is the KIM address alone
+        match upstream.login(&login.address, password).await {
+            Ok(()) => {
+                tracing::info!(user = %login.address, %server, "pop3 login accepted by the Fachdienst");
+                Ok(ProxyMailbox {
+                    login,
+                    server,
+                    upstream,
+                    spool: self.spool.clone(),
+                })
+            }
+            Err(ClientError::Rejected(text)) => {
+                tracing::info!(user = %login.address, %server, "pop3 login refused by the Fachdienst: {text}");
+                // still in the AUTHORIZATION state: QUIT deletes nothing
+                let _ = upstream.quit().await;
+                Err(login_refusal(&text))
+            }
+            Err(e) => {
+                tracing::warn!(user = %login.address, %server, "pop3 login at the Fachdienst failed: {e}");
+                upstream.abandon().await;
+                Err(connect_refusal(&server, &e))
+            }
+        }
+    }
+
+    fn describe(&self, m: &ProxyMailbox) -> String {
+        m.login.address.clone()
+    }
+}
+
+impl ProxyMailbox {
+    /// What the client hears when an upstream command failed.
+    fn error(&self, e: ClientError) -> MailboxError {
+        match e {
+            // the Fachdienst's own -ERR: passed on, the session goes on
+            ClientError::Rejected(text) => MailboxError::Refused(text),
+            ClientError::Spool(e) => {
+                tracing::error!(user = %self.login.address, "cannot spool a message: {e}");
+                MailboxError::Refused("[SYS/TEMP] local storage error, try again later".into())
+            }
+            e => {
+                tracing::warn!(user = %self.login.address, server = %self.server, "Fachdienst POP3 connection lost: {e}");
+                MailboxError::Lost(format!(
+                    "[SYS/TEMP] lost the connection to the Fachdienst POP3 server {}",
+                    self.server
+                ))
+            }
+        }
+    }
+}
+
+impl Mailbox for ProxyMailbox {
+    async fn stat(&mut self) -> Result<(usize, u64), MailboxError> {
+        let r = self.upstream.stat().await;
+        r.map_err(|e| self.error(e))
+    }
+
+    async fn list(&mut self, n: Option<usize>) -> Result<Vec<(usize, u64)>, MailboxError> {
+        let r = self.upstream.list(n).await;
+        r.map_err(|e| self.error(e))
+    }
+
+    async fn uidl(&mut self, n: Option<usize>) -> Result<Vec<(usize, String)>, MailboxError> {
+        let r = self.upstream.uidl(n).await;
+        r.map_err(|e| self.error(e))
+    }
+
+    async fn retr(&mut self, n: usize) -> Result<Spool, MailboxError> {
+        let mut spool = Spool::new(&self.spool);
+        let r = self.upstream.retr_into(n, &mut spool).await;
+        r.map_err(|e| self.error(e))?;
+        Ok(open_received(spool))
+    }
+
+    async fn top(&mut self, n: usize, _lines: usize) -> Result<Spool, MailboxError> {
+        // KOM-LE-A_2041: the Clientmodul forces the line count to 0, whatever the
+        // client asked for: the body of a KIM mail is the encrypted CMS structure,
+        // and a part of it is of no use to anyone.
+        let mut spool = Spool::new(&self.spool);
+        let r = self.upstream.top_into(n, 0, &mut spool).await;
+        r.map_err(|e| self.error(e))?;
+        Ok(spool)
+    }
+
+    async fn dele(&mut self, n: usize) -> Result<(), MailboxError> {
+        let r = self.upstream.dele(n).await;
+        r.map_err(|e| self.error(e))
+    }
+
+    async fn rset(&mut self) -> Result<(), MailboxError> {
+        let r = self.upstream.rset().await;
+        r.map_err(|e| self.error(e))
+    }
+
+    async fn noop(&mut self) -> Result<(), MailboxError> {
+        let r = self.upstream.noop().await;
+        r.map_err(|e| self.error(e))
+    }
+
+    async fn quit(self) -> Result<(), MailboxError> {
+        // the client said QUIT: now the Fachdienst may delete what the client deleted
+        let ProxyMailbox {
+            login,
+            server,
+            upstream,
+            ..
+        } = self;
+        upstream.quit().await.map_err(|e| match e {
+            ClientError::Rejected(text) => MailboxError::Refused(text),
+            e => {
+                tracing::warn!(user = %login.address, %server, "QUIT at the Fachdienst failed: {e}");
+                MailboxError::Lost(format!("[SYS/TEMP] the Fachdienst POP3 server {server} did not confirm QUIT"))
+            }
+        })
+    }
+
+    async fn abort(self) {
+        // no QUIT: a QUIT would commit the client's DELEs upstream
+        self.upstream.abandon().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+    use std::time::Duration;
+
+    fn proxy(accounts: &str) -> Pop3Proxy {
+        let text = format!(
+            "[upstream]\nca_file = \"ca.pem\"\n[[pop3_listener]]\naddress = \"127.0.0.1:2110\"\ntls = \"plain\"\n{accounts}"
+        );
+        let config = Arc::new(Config::parse(&text, Path::new("/tmp")).unwrap());
+        let connector = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client())
+            .unwrap()
+            .build();
+        Pop3Proxy::new(
+            config,
+            ClientSettings {
+                tls: crate::net::TlsMode::Implicit,
+                connector: Arc::new(connector),
+                connect_timeout: Duration::from_secs(1),
+                timeout: Duration::from_secs(1),
+            },
+        )
+    }
+
+    const ACCOUNT: &str = "[[account]]\naddress = \"bob@kim.test\"\nsmtp_server = \"mta:465\"\npop3_server = \"pop.kim.test:995\"\n";
+
+    #[test]
+    fn user_names_and_servers() {
+        let p = proxy(ACCOUNT);
+        let (n, s) = p.resolve("alice@kim.test#pop.x.de:995#1#CS#7").unwrap();
+        assert_eq!(
+            (n.address.as_str(), s.to_string().as_str()),
+            ("alice@kim.test", "pop.x.de:995")
+        );
+        // a plain address only when configured, then with the account's server
+        let (_, s) = p.resolve("bob@kim.test").unwrap();
+        assert_eq!(s.to_string(), "pop.kim.test:995");
+        let e = p.resolve("alice@kim.test").unwrap_err();
+        assert!(
+            e.text.starts_with("[AUTH] Invalid POP3 user name")
+                && e.text.contains("not configured"),
+            "{e:?}"
+        );
+        // '*' for the server: the account's, else -ERR
+        let (_, s) = p.resolve("bob@kim.test#*#1#CS#7").unwrap();
+        assert_eq!(s.to_string(), "pop.kim.test:995");
+        let e = p.resolve("alice@kim.test#*#1#CS#7").unwrap_err();
+        assert!(e.text.contains("no POP3 server"), "{e:?}");
+        // incomplete names say what is missing
+        let e = p.resolve("alice@kim.test#pop.x.de:995#1").unwrap_err();
+        assert!(
+            e.text.contains("MandantId#ClientSystemId#WorkplaceId"),
+            "{e:?}"
+        );
+        assert!(!e.close);
+        assert!(p.check_user("alice@kim.test#pop.x.de:995#1#CS#7").is_ok());
+        assert!(p.check_user("no-address#pop.x.de:995#1#CS#7").is_err());
+    }
+
+    #[test]
+    fn refusals_keep_the_codes_a_client_can_act_on() {
+        assert_eq!(
+            login_refusal("[IN-USE] mailbox locked").text,
+            "[IN-USE] mailbox locked"
+        );
+        assert_eq!(
+            login_refusal("[SYS/TEMP] try later").text,
+            "[SYS/TEMP] try later"
+        );
+        assert!(login_refusal("[AUTH] invalid login")
+            .text
+            .starts_with("[AUTH] "));
+        assert!(login_refusal("no").text.starts_with("[AUTH] "));
+        let server = Server {
+            host: "pop.x.de".into(),
+            port: 995,
+        };
+        let e = ClientError::Connect {
+            server: "pop.x.de:995".into(),
+            source: std::io::Error::other("refused"),
+        };
+        assert_eq!(
+            connect_refusal(&server, &e).text,
+            "[SYS/TEMP] cannot reach the Fachdienst POP3 server pop.x.de:995"
+        );
+    }
+
+    #[tokio::test]
+    async fn unreachable_server_is_a_temporary_error() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let p = proxy("");
+        let client = ClientInfo {
+            peer: "127.0.0.1:1".parse().unwrap(),
+            tls: false,
+        };
+        let e = p
+            .login(
+                &format!("a@kim.test#127.0.0.1:{port}#1#CS#7"),
+                "pw",
+                &client,
+            )
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(
+            e.text,
+            format!("[SYS/TEMP] cannot reach the Fachdienst POP3 server 127.0.0.1:{port}")
+        );
+    }
+}
