@@ -1,22 +1,366 @@
-//! `kim-cm bench`: measurements that print figures (docs/performance.md).
+//! `kim-cm bench`: measurements that print figures (results in docs/performance.md).
+//!
+//! Each benchmark starts a simulated Fachdienst in this process and the proxy as a
+//! separate `kim-cm serve` process, so that the proxy's figures (peak RSS above all)
+//! are its own, and then drives both the proxy and the Fachdienst directly in one
+//! run, so the two rates are comparable.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use clap::Subcommand;
+use tokio::io::{AsyncRead, ReadBuf};
+
+use crate::kim::login::Server;
+use crate::net::{tls, TlsMode};
+use crate::smtp::client::{ClientSettings, SmtpClient, UpstreamEnvelope};
+use crate::testbed::fachdienst::{self, Fachdienst};
+
+type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// How long the proxy process may take to start.
+const PROXY_START_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Subcommand, Debug, Clone)]
 pub enum Bench {
     /// Mails per second through the proxy vs. straight to the simulated Fachdienst.
     Relay {
+        /// Concurrent SMTP clients, each with its own session.
         #[arg(long, default_value_t = 8)]
         clients: usize,
+        /// Mail size in bytes.
         #[arg(long, default_value_t = 10240)]
         size: usize,
+        /// Seconds per phase (direct, then through the proxy).
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// One large mail through the proxy vs. direct: time, throughput, proxy peak RSS.
+    Large {
+        /// Mail size in MiB.
+        #[arg(long, default_value_t = 200)]
+        mib: u64,
+    },
 }
 
-pub async fn run(what: Bench) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+pub async fn run(what: Bench) -> BenchResult<()> {
+    let dir = tempfile::tempdir()?;
+    let fd = fachdienst::start(
+        &dir.path().join("fd"),
+        0,
+        0,
+        &["alice@praxis-a.kim.test", "bob@praxis-b.kim.test"],
+    )
+    .await?;
+    let proxy = ProxyProcess::start(dir.path(), &fd)?;
     match what {
-        Bench::Relay { .. } => Err("not built yet".into()),
+        Bench::Relay {
+            clients,
+            size,
+            seconds,
+        } => relay(&fd, &proxy, clients, size, Duration::from_secs(seconds)).await,
+        Bench::Large { mib } => large(&fd, &proxy, mib * 1024 * 1024).await,
     }
+}
+
+/// `kim-cm serve` as a child process, killed on drop.
+struct ProxyProcess {
+    child: Child,
+    smtp: SocketAddr,
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ProxyProcess {
+    fn start(dir: &Path, fd: &Fachdienst) -> BenchResult<ProxyProcess> {
+        let cfg = dir.join("proxy.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[proxy]\ndata_dir = \"{}\"\n[log]\nlevel = \"warn,kim_cm::serve=info\"\n\
+                 [[smtp_listener]]\naddress = \"127.0.0.1:0\"\ntls = \"plain\"\n\
+                 [upstream]\nca_file = \"{}\"\n",
+                dir.join("proxy").display(),
+                fd.tls.ca_cert.display()
+            ),
+        )?;
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let stderr = child.stderr.take().ok_or("no stderr")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(i) = line.find("addr=") {
+                    if let Some(a) = line[i + 5..]
+                        .split_whitespace()
+                        .next()
+                        .and_then(|a| a.parse::<SocketAddr>().ok())
+                    {
+                        let _ = tx.send(a);
+                    }
+                }
+            }
+        });
+        let smtp = rx
+            .recv_timeout(PROXY_START_TIMEOUT)
+            .map_err(|_| "the proxy did not start")?;
+        Ok(ProxyProcess { child, smtp })
+    }
+
+    /// Peak resident set size (VmHWM) of the proxy process, in KiB.
+    fn peak_rss_kib(&self) -> u64 {
+        peak_rss_kib(self.child.id())
+    }
+}
+
+/// VmHWM of a process from /proc, in KiB (0 if unknown).
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Where a benchmark client sends: the Fachdienst (TLS) or the proxy (loopback).
+struct Target {
+    server: Server,
+    settings: ClientSettings,
+    user: String,
+    password: String,
+}
+
+fn targets(fd: &Fachdienst, proxy: &ProxyProcess) -> BenchResult<(Target, Target)> {
+    let connector = Arc::new(tls::connector(&fd.tls.ca_cert, None)?);
+    let settings = |tls| ClientSettings {
+        tls,
+        connector: connector.clone(),
+        connect_timeout: Duration::from_secs(10),
+        timeout: Duration::from_secs(120),
+        helo_name: "bench".into(),
+    };
+    let alice = &fd.accounts[0];
+    let direct = Target {
+        server: Server {
+            host: "localhost".into(),
+            port: fd.smtps.port(),
+        },
+        settings: settings(TlsMode::Implicit),
+        user: alice.address.clone(),
+        password: alice.password.clone(),
+    };
+    let via = Target {
+        server: Server {
+            host: proxy.smtp.ip().to_string(),
+            port: proxy.smtp.port(),
+        },
+        settings: settings(TlsMode::Plain),
+        user: format!("{}#localhost:{}#1#KOM_LE#7", alice.address, fd.smtps.port()),
+        password: alice.password.clone(),
+    };
+    Ok((direct, via))
+}
+
+fn envelope(fd: &Fachdienst) -> UpstreamEnvelope {
+    UpstreamEnvelope {
+        mail_from: fd.accounts[0].address.clone(),
+        mail_params: vec![],
+        rcpt: vec![(fd.accounts[1].address.clone(), vec![])],
+    }
+}
+
+/// A mail of exactly `size` bytes: headers, then 76-character lines.
+fn small_mail(fd: &Fachdienst, size: usize) -> Vec<u8> {
+    let mut m = format!(
+        "From: <{}>\r\nTo: <{}>\r\nSubject: bench\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n",
+        fd.accounts[0].address, fd.accounts[1].address
+    )
+    .into_bytes();
+    let line = [b'a'; 76];
+    while m.len() + 78 <= size {
+        m.extend_from_slice(&line);
+        m.extend_from_slice(b"\r\n");
+    }
+    while m.len() + 2 < size {
+        m.push(b'b');
+    }
+    m.extend_from_slice(b"\r\n");
+    m
+}
+
+/// Sends mails on `clients` sessions for `dur`; returns mails per second.
+async fn rate(
+    t: &Target,
+    env: &UpstreamEnvelope,
+    mail: &Arc<Vec<u8>>,
+    clients: usize,
+    dur: Duration,
+) -> BenchResult<(f64, u64)> {
+    let deadline = Instant::now() + dur;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (server, settings, user, password) = (
+            t.server.clone(),
+            t.settings.clone(),
+            t.user.clone(),
+            t.password.clone(),
+        );
+        let (env, mail) = (env.clone(), mail.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut c = SmtpClient::connect(&server, &settings)
+                .await
+                .map_err(|e| e.to_string())?;
+            c.login(&user, &password).await.map_err(|e| e.to_string())?;
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                match c.send_mail(&env, mail.len() as u64, &mail[..]).await {
+                    Ok(Ok(_)) => n += 1,
+                    Ok(Err(r)) => return Err(format!("refused: {r}")),
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            c.quit().await;
+            Ok::<u64, String>(n)
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await??;
+    }
+    Ok((total as f64 / start.elapsed().as_secs_f64(), total))
+}
+
+async fn relay(
+    fd: &Fachdienst,
+    proxy: &ProxyProcess,
+    clients: usize,
+    size: usize,
+    dur: Duration,
+) -> BenchResult<()> {
+    let (direct, via) = targets(fd, proxy)?;
+    let env = envelope(fd);
+    let mail = Arc::new(small_mail(fd, size));
+    println!(
+        "relay: {clients} clients, {size}-byte mails, {}s per phase",
+        dur.as_secs()
+    );
+    // a short warm-up of both paths
+    rate(&direct, &env, &mail, clients, Duration::from_millis(500)).await?;
+    rate(&via, &env, &mail, clients, Duration::from_millis(500)).await?;
+    let (d, dn) = rate(&direct, &env, &mail, clients, dur).await?;
+    let (p, pn) = rate(&via, &env, &mail, clients, dur).await?;
+    println!("  direct to the simulated Fachdienst: {d:>8.0} mails/s ({dn} mails)");
+    println!("  through kim-cm:                     {p:>8.0} mails/s ({pn} mails)");
+    println!(
+        "  kim-cm keeps {:.0} % of the direct rate (goal: at least 80 %)",
+        100.0 * p / d
+    );
+    println!(
+        "  kim-cm peak RSS: {:.1} MiB",
+        proxy.peak_rss_kib() as f64 / 1024.0
+    );
+    Ok(())
+}
+
+/// A generated mail of `size` bytes, streamed without holding it in memory.
+struct GenMail {
+    header: Vec<u8>,
+    pos: u64,
+    size: u64,
+}
+
+impl AsyncRead for GenMail {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        const LINE: &[u8; 78] =
+            b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0\r\n";
+        let this = self.get_mut();
+        while buf.remaining() > 0 && this.pos < this.size {
+            let (p, h) = (this.pos as usize, this.header.len());
+            let left = (this.size - this.pos) as usize;
+            let chunk: &[u8] = if p < h {
+                &this.header[p..]
+            } else if left <= 2 {
+                &b"\r\n"[2 - left..]
+            } else {
+                let off = (p - h) % 78;
+                &LINE[off..off + (78 - off).min(left - 2)]
+            };
+            let n = chunk.len().min(buf.remaining());
+            buf.put_slice(&chunk[..n]);
+            this.pos += n as u64;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+async fn large(fd: &Fachdienst, proxy: &ProxyProcess, size: u64) -> BenchResult<()> {
+    let (direct, via) = targets(fd, proxy)?;
+    let env = envelope(fd);
+    let header = format!(
+        "From: <{}>\r\nTo: <{}>\r\nSubject: large\r\n\r\n",
+        fd.accounts[0].address, fd.accounts[1].address
+    )
+    .into_bytes();
+    println!("large: one {} MiB mail", size / 1024 / 1024);
+    for (name, t) in [
+        ("direct to the simulated Fachdienst", &direct),
+        ("through kim-cm", &via),
+    ] {
+        let mut c = SmtpClient::connect(&t.server, &t.settings).await?;
+        c.login(&t.user, &t.password).await?;
+        let mail = GenMail {
+            header: header.clone(),
+            pos: 0,
+            size,
+        };
+        let start = Instant::now();
+        match c.send_mail(&env, size, mail).await? {
+            Ok(_) => {}
+            Err(r) => return Err(format!("refused: {r}").into()),
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "  {name:<36} {secs:>6.2} s  {:>7.1} MB/s",
+            size as f64 / secs / 1e6
+        );
+        c.quit().await;
+    }
+    println!(
+        "  kim-cm peak RSS: {:.1} MiB (goal: under 64 MiB)",
+        proxy.peak_rss_kib() as f64 / 1024.0
+    );
+    // the simulated Fachdienst's copies are not needed
+    for a in &fd.accounts {
+        for m in fd.store.list(&a.address)? {
+            fd.store.delete(&a.address, &m.uid)?;
+        }
+    }
+    Ok(())
 }

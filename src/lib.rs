@@ -6,6 +6,7 @@ pub mod kim;
 pub mod net;
 pub mod pop3;
 pub mod proxy;
+pub mod sandbox;
 pub mod serve;
 pub mod smtp;
 pub mod spool;

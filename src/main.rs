@@ -7,7 +7,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use kim_cm::config::{Config, LogFormat};
-use kim_cm::serve;
+use kim_cm::{sandbox, serve};
 
 #[derive(Parser)]
 #[command(
@@ -118,9 +118,45 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             })
         }
-        Command::Sandbox { .. } => {
-            eprintln!("kim-cm: sandbox pending");
-            ExitCode::from(1)
+        Command::Sandbox {
+            data_dir,
+            any_ports,
+            demo,
+        } => {
+            init_logging(LogFormat::Text, if demo { "warn" } else { "info" });
+            let ports = if any_ports {
+                sandbox::Ports::ANY
+            } else {
+                sandbox::Ports::DEFAULT
+            };
+            rt.block_on(async {
+                let sb = match sandbox::start(&data_dir, ports).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("kim-cm: cannot start the sandbox: {e}");
+                        return ExitCode::from(1);
+                    }
+                };
+                if demo {
+                    return match sandbox::demo::run(&sb.info).await {
+                        Ok(mail) => {
+                            println!("\nThis arrived in bob's mailbox through kim-cm:\n\n{mail}");
+                            ExitCode::SUCCESS
+                        }
+                        Err(e) => {
+                            eprintln!("kim-cm: the demo failed: {e}");
+                            ExitCode::from(1)
+                        }
+                    };
+                }
+                println!("{}", sb.info.describe());
+                println!(
+                    "Settings for scripts: {}",
+                    data_dir.join("sandbox.json").display()
+                );
+                serve::shutdown_signal().await;
+                ExitCode::SUCCESS
+            })
         }
         Command::Bench { what } => {
             init_logging(LogFormat::Text, "warn");

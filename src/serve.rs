@@ -10,9 +10,10 @@ use tokio::task::JoinHandle;
 use crate::config::{Config, Listener};
 use crate::kim::send::SendPipeline;
 use crate::net::{tls, TlsMode};
+use crate::proxy::pop3::Pop3Proxy;
 use crate::proxy::smtp::SmtpProxy;
-use crate::smtp;
 use crate::spool::SpoolSettings;
+use crate::{pop3, smtp};
 
 /// Why the proxy could not start; the message names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -142,7 +143,33 @@ pub async fn start(cfg: Arc<Config>) -> Result<Running, StartError> {
         )));
     }
 
-    // POP3_PENDING
+    let pop3_backend = Arc::new(Pop3Proxy::new(
+        cfg.clone(),
+        pop3::client::ClientSettings {
+            tls: cfg.upstream.pop3_tls,
+            connector: connector.clone(),
+            connect_timeout: cfg.proxy.connect_timeout(),
+            timeout: cfg.proxy.upstream_timeout(),
+        },
+    ));
+    for l in &cfg.pop3_listener {
+        let settings = Arc::new(pop3::server::Settings {
+            name: cfg.proxy.name.clone(),
+            tls: l.tls,
+            acceptor: acceptor(l)?,
+            timeout: cfg.proxy.client_timeout(),
+            spool: spool.clone(),
+        });
+        let listener = bind(l.address).await?;
+        let addr = listener.local_addr().unwrap_or(l.address);
+        tracing::info!(%addr, tls = ?l.tls, "POP3 listener ready");
+        running.pop3.push(addr);
+        running.tasks.push(tokio::spawn(pop3::server::serve_pop3(
+            listener,
+            settings,
+            pop3_backend.clone(),
+        )));
+    }
     Ok(running)
 }
 

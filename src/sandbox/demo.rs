@@ -35,7 +35,9 @@ async fn smtp_expect(c: &mut Conn, code: &str) -> DemoResult<String> {
 }
 
 async fn send(c: &mut Conn, text: &str) -> DemoResult<()> {
-    c.send(text.as_bytes()).await.map_err(|e| format!("writing to the proxy: {e}"))
+    c.send(text.as_bytes())
+        .await
+        .map_err(|e| format!("writing to the proxy: {e}"))
 }
 
 /// Runs the demo; returns the mail as bob's POP3 delivered it.
@@ -52,7 +54,10 @@ pub async fn run(info: &SandboxInfo) -> DemoResult<String> {
         d = crate::testbed::smtp::rfc5322_now(),
     );
 
-    println!("--> SMTP to kim-cm at {} as {}", info.proxy_smtp, alice.smtp_user);
+    println!(
+        "--> SMTP to kim-cm at {} as {}",
+        info.proxy_smtp, alice.smtp_user
+    );
     let mut c = Conn::connect(&info.proxy_smtp.to_string(), DEMO_TIMEOUT)
         .await
         .map_err(|e| format!("cannot connect to the proxy: {e}"))?;
@@ -77,11 +82,20 @@ pub async fn run(info: &SandboxInfo) -> DemoResult<String> {
     send(&mut c, "QUIT\r\n").await?;
     let _ = smtp_expect(&mut c, "221").await;
 
-    println!("--> POP3 to kim-cm at {} as {}", info.proxy_pop3, bob.pop3_user);
+    println!(
+        "--> POP3 to kim-cm at {} as {}",
+        info.proxy_pop3, bob.pop3_user
+    );
     let mut p = Conn::connect(&info.proxy_pop3.to_string(), DEMO_TIMEOUT)
         .await
         .map_err(|e| format!("cannot connect to the proxy: {e}"))?;
-    let ok = |l: String| if l.starts_with("+OK") { Ok(l) } else { Err(format!("the proxy said: {l}")) };
+    let ok = |l: String| {
+        if l.starts_with("+OK") {
+            Ok(l)
+        } else {
+            Err(format!("the proxy said: {l}"))
+        }
+    };
     ok(line(&mut p).await?)?;
     send(&mut p, &format!("USER {}\r\n", bob.pop3_user)).await?;
     ok(line(&mut p).await?)?;
@@ -110,7 +124,9 @@ pub async fn run(info: &SandboxInfo) -> DemoResult<String> {
     send(&mut p, "QUIT\r\n").await?;
     let _ = line(&mut p).await;
     if !got.contains(&marker) {
-        return Err(format!("the newest mail in bob's mailbox is not the demo mail ({marker})"));
+        return Err(format!(
+            "the newest mail in bob's mailbox is not the demo mail ({marker})"
+        ));
     }
     Ok(got)
 }

@@ -2,6 +2,7 @@
 //! Each follows the published interface of the party it stands in for.
 
 pub mod ca;
+pub mod fachdienst;
 pub mod mailstore;
 pub mod pop3;
 pub mod smtp;

@@ -304,3 +304,20 @@ pub fn write_file(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
     std::fs::write(&p, data).unwrap();
     p
 }
+
+/// A curl URL with the credentials in it, percent-encoded: curl's `--user` splits at
+/// the first ':', and the spec's user names contain `host:port`.
+pub fn url_with_login(scheme: &str, addr: &str, user: &str, password: &str, path: &str) -> String {
+    fn enc(s: &str) -> String {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    }
+    format!("{scheme}://{}:{}@{addr}{path}", enc(user), enc(password))
+}
