@@ -169,3 +169,26 @@ fn dot_stuffing_and_smuggling_reach_upstream_safely() {
         "{cmds:?}"
     );
 }
+
+#[test]
+fn mta_dropped_idle_connection_is_replaced_before_the_data() {
+    let mta = FakeMta::start(Fault::DropFirstAfterAuth);
+    let k = proxy_for(&mta.ca_file, "");
+    let mut c = ready_for_data(&k, mta.addr);
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(format!("{MAIL}.\r\n").as_bytes());
+    let r = c.reply();
+    assert!(r.starts_with("250"), "{r}\n{}", k.log());
+    // one copy, sent on the second connection after a fresh login
+    assert_eq!(mta.delivered.lock().unwrap().len(), 1);
+    let cmds = mta.commands.lock().unwrap().clone();
+    assert_eq!(
+        cmds.iter().filter(|c| c.starts_with("AUTH")).count(),
+        2,
+        "{cmds:?}"
+    );
+    assert!(
+        cmds.iter().any(|c| c.starts_with("(dropped) MAIL")),
+        "{cmds:?}"
+    );
+}

@@ -102,26 +102,58 @@ impl SmtpProxy {
         }
     }
 
-    /// The upstream connection for the next mail: the current one if it still answers,
-    /// else a fresh login.
-    async fn upstream<'s>(&self, s: &'s mut ProxySession) -> Result<&'s mut SmtpClient, Reply> {
-        let alive = match s.upstream.as_mut() {
-            Some(c) => c.noop().await.is_ok(),
-            None => false,
-        };
-        if !alive {
-            if let Some(old) = s.upstream.take() {
-                old.quit().await;
+    /// Opens the upstream transaction (MAIL, RCPT, DATA) for `out`. A connection the
+    /// MTA dropped while the client was busy (idle timeout during a long DATA) is
+    /// noticed here, before any mail byte went out, and replaced by a fresh login.
+    async fn begin<'s>(
+        &self,
+        s: &'s mut ProxySession,
+        env: &Envelope,
+        mail_from: &str,
+        recipients: &[String],
+        size: u64,
+    ) -> Result<&'s mut SmtpClient, Reply> {
+        for attempt in 0..2 {
+            let fresh = s.upstream.is_none();
+            if fresh {
+                s.upstream = Some(
+                    self.connect(&s.server, &s.login.address, &s.password)
+                        .await?,
+                );
             }
-            tracing::debug!(server = %s.server, "logging in at the MTA again");
-            s.upstream = Some(
-                self.connect(&s.server, &s.login.address, &s.password)
-                    .await?,
-            );
+            let Some(client) = s.upstream.as_mut() else {
+                break;
+            };
+            let uenv = upstream_envelope(env, mail_from, recipients, client.has_extension("DSN"));
+            match client.begin(&uenv, size).await {
+                Ok(Ok(())) => {
+                    return s
+                        .upstream
+                        .as_mut()
+                        .ok_or_else(|| Reply::new(454, "4.7.0 Temporary failure"));
+                }
+                Ok(Err(r)) => {
+                    tracing::info!(user = %s.login.address, code = r.code, "mail refused by the MTA: {}", r.text());
+                    return Err(r);
+                }
+                Err(ClientError::Closed) if !fresh && attempt == 0 => {
+                    tracing::debug!(server = %s.server, "the MTA closed the idle connection; logging in again");
+                    s.upstream = None;
+                }
+                Err(e) => {
+                    tracing::warn!(user = %s.login.address, server = %s.server, "MTA connection failed before the data: {e}");
+                    s.upstream = None;
+                    return Err(match e {
+                        ClientError::Timeout(_) => Reply::new(421, "4.4.2 The Fachdienst MTA did not answer in time; the mail was not sent"),
+                        _ => Reply::new(421, "4.4.2 Connection to the Fachdienst MTA lost; the mail was not sent, send it again"),
+                    });
+                }
+            }
         }
-        s.upstream
-            .as_mut()
-            .ok_or_else(|| Reply::new(454, "4.7.0 Temporary authentication failure"))
+        Err(Reply::new(
+            421,
+            "4.4.2 Connection to the Fachdienst MTA lost; the mail was not sent, send it again",
+        ))
     }
 }
 
@@ -221,18 +253,8 @@ impl Backend for SmtpProxy {
             }
         };
         let size = out.mail.len();
-        let user = s.login.address.clone();
-        let server = s.server.clone();
-        let client = match self.upstream(s).await {
-            Ok(c) => c,
-            Err(r) => return r,
-        };
-        let uenv = upstream_envelope(
-            env,
-            &out.mail_from,
-            &out.recipients,
-            client.has_extension("DSN"),
-        );
+        let (user, server) = (s.login.address.clone(), s.server.clone());
+        let rcpt = out.recipients.len();
         let reader = match out.mail.reader().await {
             Ok(r) => r,
             Err(e) => {
@@ -243,9 +265,16 @@ impl Backend for SmtpProxy {
                 );
             }
         };
-        match client.send_mail(&uenv, size, reader).await {
+        let client = match self
+            .begin(s, env, &out.mail_from, &out.recipients, size)
+            .await
+        {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
+        match client.transfer(reader).await {
             Ok(Ok(r)) => {
-                tracing::info!(%user, rcpt = uenv.rcpt.len(), size_in, size, "mail accepted by the MTA");
+                tracing::info!(%user, rcpt, size_in, size, "mail accepted by the MTA");
                 r
             }
             Ok(Err(r)) => {

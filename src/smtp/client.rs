@@ -238,19 +238,33 @@ impl SmtpClient {
         }
     }
 
-    /// One mail transaction: MAIL FROM, every RCPT TO, DATA, the mail, the final dot.
-    ///
-    /// All-or-nothing: if the server refuses any recipient, the transaction is reset
-    /// and the refusal returned, so the client can correct the recipient and send
-    /// again without anyone getting the mail twice. `Ok` holds the server's answer to
-    /// the final dot (250 or a refusal); `Err` means the connection failed, and after
-    /// a failure during or after the data the outcome upstream is unknown.
+    /// One mail transaction: [`begin`](Self::begin), then [`transfer`](Self::transfer).
     pub async fn send_mail(
         &mut self,
         env: &UpstreamEnvelope,
         size: u64,
         mail: impl AsyncRead + Unpin,
     ) -> Result<Result<Reply, Reply>, ClientError> {
+        if let Err(r) = self.begin(env, size).await? {
+            return Ok(Err(r));
+        }
+        self.transfer(mail).await
+    }
+
+    /// MAIL FROM (with `SIZE=size`), every RCPT TO, and DATA, up to the server's 354.
+    /// MAIL and RCPT go in one batch where the server offers PIPELINING (RFC 2920).
+    ///
+    /// All-or-nothing: if the server refuses any recipient, the transaction is reset
+    /// and the refusal returned, so the client can correct the recipient and send
+    /// again without anyone getting the mail twice. No mail byte has been sent when
+    /// this returns, so after a connection error here the caller may safely retry on a
+    /// new connection.
+    pub async fn begin(
+        &mut self,
+        env: &UpstreamEnvelope,
+        size: u64,
+    ) -> Result<Result<(), Reply>, ClientError> {
+        let mut lines = Vec::with_capacity(env.rcpt.len() + 1);
         let mut mail_cmd = format!("MAIL FROM:<{}>", env.mail_from);
         if self.has_extension("SIZE") {
             mail_cmd.push_str(&format!(" SIZE={size}"));
@@ -259,27 +273,58 @@ impl SmtpClient {
             mail_cmd.push(' ');
             mail_cmd.push_str(p);
         }
-        let r = self.command(&mail_cmd).await?;
-        if r.code != 250 {
-            return Ok(Err(r));
-        }
+        lines.push(mail_cmd);
         for (rcpt, params) in &env.rcpt {
             let mut cmd = format!("RCPT TO:<{rcpt}>");
             for p in params {
                 cmd.push(' ');
                 cmd.push_str(p);
             }
-            let r = self.command(&cmd).await?;
-            if r.code != 250 && r.code != 251 {
-                self.reset().await?;
-                return Ok(Err(r));
+            lines.push(cmd);
+        }
+        let mut replies = Vec::with_capacity(lines.len());
+        if self.has_extension("PIPELINING") {
+            let mut batch = String::new();
+            for l in &lines {
+                tracing::trace!(server = %self.server, "C: {l}");
+                batch.push_str(l);
+                batch.push_str("\r\n");
             }
+            self.conn.send(batch.as_bytes()).await.map_err(write_err)?;
+            for _ in &lines {
+                replies.push(self.read_reply().await?);
+            }
+        } else {
+            for l in &lines {
+                let r = self.command(l).await?;
+                let failed = !matches!(r.code, 250 | 251);
+                replies.push(r);
+                if failed {
+                    break;
+                }
+            }
+        }
+        if let Some(bad) = replies.iter().find(|r| !matches!(r.code, 250 | 251)) {
+            let bad = bad.clone();
+            if replies[0].code == 250 {
+                self.reset().await?;
+            }
+            return Ok(Err(bad));
         }
         let r = self.command("DATA").await?;
         if r.code != 354 {
             self.reset().await?;
             return Ok(Err(r));
         }
+        Ok(Ok(()))
+    }
+
+    /// The mail, dot-stuffed, and the final dot; returns the server's answer (250 or a
+    /// refusal). After an `Err` here the outcome upstream is unknown.
+    pub async fn transfer(
+        &mut self,
+        mail: impl AsyncRead + Unpin,
+    ) -> Result<Result<Reply, Reply>, ClientError> {
         send_stuffed(&mut self.conn, mail)
             .await
             .map_err(|e| match e {

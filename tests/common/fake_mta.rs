@@ -20,6 +20,9 @@ pub enum Fault {
     SilentAfterData,
     /// Refuses AUTH with 535.
     RejectAuth,
+    /// The first connection is closed after its AUTH (an MTA dropping an idle
+    /// session); later connections behave well.
+    DropFirstAfterAuth,
 }
 
 pub struct FakeMta {
@@ -47,9 +50,13 @@ impl FakeMta {
         let commands = Arc::new(Mutex::new(Vec::new()));
         let (d, c) = (delivered.clone(), commands.clone());
         std::thread::spawn(move || {
-            for tcp in listener.incoming() {
+            for (i, tcp) in listener.incoming().enumerate() {
                 let Ok(tcp) = tcp else { continue };
                 let (acceptor, d, c) = (acceptor.clone(), d.clone(), c.clone());
+                let fault = match fault {
+                    Fault::DropFirstAfterAuth if i > 0 => Fault::None,
+                    f => f,
+                };
                 std::thread::spawn(move || {
                     if let Ok(tls) = acceptor.accept(tcp) {
                         let _ = session(tls, fault, &d, &c);
@@ -91,6 +98,15 @@ fn session<S: Read + Write>(
         } else if upper.starts_with("AUTH") {
             if fault == Fault::RejectAuth {
                 say(&mut r, "535 5.7.8 Error: authentication failed\r\n")?;
+            } else if fault == Fault::DropFirstAfterAuth {
+                say(&mut r, "235 2.7.0 Authentication successful\r\n")?;
+                let mut next = String::new();
+                r.read_line(&mut next)?;
+                commands
+                    .lock()
+                    .unwrap()
+                    .push(format!("(dropped) {}", next.trim_end()));
+                return Ok(());
             } else {
                 say(&mut r, "235 2.7.0 Authentication successful\r\n")?;
             }
