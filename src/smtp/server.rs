@@ -728,3 +728,140 @@ pub async fn serve<B: Backend>(
         tokio::spawn(run(conn, settings.clone(), backend.clone()));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testbed::mailstore::MailStore;
+    use crate::testbed::smtp::TestbedSmtp;
+    use crate::testbed::users::Users;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    /// A session of the testbed MTA over a real socket; `peer` is what the session
+    /// believes the client's address is.
+    async fn start(
+        peer: &str,
+        max_size: u64,
+    ) -> (tokio::net::TcpStream, Arc<MailStore>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(MailStore::new(dir.path().join("mail")).unwrap());
+        let mut users = Users::new();
+        users.add("a@x.de", "pw");
+        let backend = Arc::new(TestbedSmtp {
+            store: store.clone(),
+            users: Arc::new(users),
+            max_size,
+            name: "t".into(),
+        });
+        let settings = Arc::new(Settings {
+            name: "t".into(),
+            tls: TlsMode::Plain,
+            acceptor: None,
+            timeout: Duration::from_secs(10),
+            spool: SpoolSettings {
+                dir: dir.path().join("spool"),
+                memory_limit: 64,
+            },
+        });
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let peer: std::net::SocketAddr = peer.parse().unwrap();
+        tokio::spawn(async move {
+            let (tcp, _) = l.accept().await.unwrap();
+            run(
+                Conn::new(crate::net::Stream::Plain(tcp), peer, settings.timeout),
+                settings,
+                backend,
+            )
+            .await;
+        });
+        (
+            tokio::net::TcpStream::connect(addr).await.unwrap(),
+            store,
+            dir,
+        )
+    }
+
+    async fn talk(s: &mut BufReader<tokio::net::TcpStream>, line: &str) -> String {
+        s.get_mut().write_all(line.as_bytes()).await.unwrap();
+        last_reply(s).await
+    }
+
+    async fn last_reply(s: &mut BufReader<tokio::net::TcpStream>) -> String {
+        loop {
+            let mut l = String::new();
+            s.read_line(&mut l).await.unwrap();
+            if l.len() < 4 || l.as_bytes()[3] != b'-' {
+                return l.trim_end().to_string();
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn no_plaintext_login_from_another_machine() {
+        let (tcp, _store, _d) = start("192.0.2.7:40000", 1000).await;
+        let mut s = BufReader::new(tcp);
+        last_reply(&mut s).await;
+        s.get_mut().write_all(b"EHLO x\r\n").await.unwrap();
+        let mut ehlo = Vec::new();
+        loop {
+            let mut l = String::new();
+            s.read_line(&mut l).await.unwrap();
+            let last = l.as_bytes()[3] == b' ';
+            ehlo.push(l);
+            if last {
+                break;
+            }
+        }
+        assert!(
+            !ehlo.iter().any(|l| l.contains("AUTH")),
+            "AUTH offered without TLS: {ehlo:?}"
+        );
+        let r = talk(
+            &mut s,
+            &format!("AUTH PLAIN {}\r\n", &*auth::encode_plain("a@x.de", "pw")),
+        )
+        .await;
+        assert!(r.starts_with("530 5.7.0"), "{r}");
+    }
+
+    #[tokio::test]
+    async fn data_over_the_size_limit_gets_552_and_nothing_is_stored() {
+        let (tcp, store, _d) = start("127.0.0.1:40000", 1000).await;
+        let mut s = BufReader::new(tcp);
+        last_reply(&mut s).await;
+        talk(&mut s, "EHLO x\r\n").await;
+        assert!(talk(
+            &mut s,
+            &format!("AUTH PLAIN {}\r\n", &*auth::encode_plain("a@x.de", "pw"))
+        )
+        .await
+        .starts_with("235"));
+        assert!(talk(&mut s, "MAIL FROM:<a@x.de>\r\n")
+            .await
+            .starts_with("250"));
+        assert!(talk(&mut s, "RCPT TO:<a@x.de>\r\n")
+            .await
+            .starts_with("250"));
+        assert!(talk(&mut s, "DATA\r\n").await.starts_with("354"));
+        let body = "y".repeat(98) + "\r\n";
+        for _ in 0..20 {
+            s.get_mut().write_all(body.as_bytes()).await.unwrap();
+        }
+        let r = talk(&mut s, ".\r\n").await;
+        assert!(r.starts_with("552 5.3.4"), "{r}");
+        assert!(store.list("a@x.de").unwrap().is_empty());
+        // the session goes on and a mail within the limit goes through
+        assert!(talk(&mut s, "MAIL FROM:<a@x.de>\r\n")
+            .await
+            .starts_with("250"));
+        assert!(talk(&mut s, "RCPT TO:<a@x.de>\r\n")
+            .await
+            .starts_with("250"));
+        assert!(talk(&mut s, "DATA\r\n").await.starts_with("354"));
+        assert!(talk(&mut s, "Subject: small\r\n\r\nok\r\n.\r\n")
+            .await
+            .starts_with("250"));
+        assert_eq!(store.list("a@x.de").unwrap().len(), 1);
+    }
+}
