@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod config;
 pub mod kim;
+pub mod listener;
 pub mod net;
 pub mod pop3;
 pub mod proxy;

@@ -9,6 +9,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, Listener};
 use crate::kim::send::SendPipeline;
+use crate::listener::ListenerSettings;
 use crate::net::{tls, TlsMode};
 use crate::proxy::pop3::Pop3Proxy;
 use crate::proxy::smtp::SmtpProxy;
@@ -81,10 +82,27 @@ fn acceptor(l: &Listener) -> Result<Option<Arc<SslAcceptor>>, StartError> {
     }
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
+/// Binds one configured listener; returns it with its settings and bound address.
+async fn open(
+    cfg: &Config,
+    l: &Listener,
+    spool: &SpoolSettings,
+) -> Result<(TcpListener, Arc<ListenerSettings>, SocketAddr), StartError> {
+    let settings = Arc::new(ListenerSettings {
+        name: cfg.proxy.name.clone(),
+        tls: l.tls,
+        acceptor: acceptor(l)?,
+        timeout: cfg.proxy.client_timeout(),
+        spool: spool.clone(),
+    });
+    let listener = TcpListener::bind(l.address)
         .await
-        .map_err(|source| StartError::Bind { addr, source })
+        .map_err(|source| StartError::Bind {
+            addr: l.address,
+            source,
+        })?;
+    let addr = listener.local_addr().unwrap_or(l.address);
+    Ok((listener, settings, addr))
 }
 
 /// Checks everything `start` would need, without opening listeners.
@@ -125,22 +143,11 @@ pub async fn start(cfg: Arc<Config>) -> Result<Running, StartError> {
         SendPipeline::new(),
     ));
     for l in &cfg.smtp_listener {
-        let settings = Arc::new(smtp::server::Settings {
-            name: cfg.proxy.name.clone(),
-            tls: l.tls,
-            acceptor: acceptor(l)?,
-            timeout: cfg.proxy.client_timeout(),
-            spool: spool.clone(),
-        });
-        let listener = bind(l.address).await?;
-        let addr = listener.local_addr().unwrap_or(l.address);
+        let (listener, settings, addr) = open(&cfg, l, &spool).await?;
         tracing::info!(%addr, tls = ?l.tls, "SMTP listener ready");
         running.smtp.push(addr);
-        running.tasks.push(tokio::spawn(smtp::server::serve(
-            listener,
-            settings,
-            smtp_backend.clone(),
-        )));
+        let task = smtp::server::serve(listener, settings, smtp_backend.clone());
+        running.tasks.push(tokio::spawn(task));
     }
 
     let pop3_backend = Arc::new(Pop3Proxy::new(
@@ -153,22 +160,11 @@ pub async fn start(cfg: Arc<Config>) -> Result<Running, StartError> {
         },
     ));
     for l in &cfg.pop3_listener {
-        let settings = Arc::new(pop3::server::Settings {
-            name: cfg.proxy.name.clone(),
-            tls: l.tls,
-            acceptor: acceptor(l)?,
-            timeout: cfg.proxy.client_timeout(),
-            spool: spool.clone(),
-        });
-        let listener = bind(l.address).await?;
-        let addr = listener.local_addr().unwrap_or(l.address);
+        let (listener, settings, addr) = open(&cfg, l, &spool).await?;
         tracing::info!(%addr, tls = ?l.tls, "POP3 listener ready");
         running.pop3.push(addr);
-        running.tasks.push(tokio::spawn(pop3::server::serve_pop3(
-            listener,
-            settings,
-            pop3_backend.clone(),
-        )));
+        let task = pop3::server::serve_pop3(listener, settings, pop3_backend.clone());
+        running.tasks.push(tokio::spawn(task));
     }
     Ok(running)
 }

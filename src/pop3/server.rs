@@ -10,9 +10,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
-use openssl::ssl::SslAcceptor;
 use zeroize::Zeroizing;
 
 use super::command::{self, Command, ParseError};
@@ -20,7 +18,7 @@ use super::multiline::listing;
 use crate::net::{Conn, ReadError, TlsMode};
 use crate::smtp::auth::{self, SaslError};
 use crate::smtp::data::{send_stuffed, StuffError};
-use crate::spool::{Spool, SpoolSettings};
+use crate::spool::Spool;
 
 /// Longest command line. RFC 2449 4 allows 255 octets; KIM user names and passwords
 /// can be longer, so kim-cm takes 512.
@@ -129,15 +127,8 @@ pub trait Mailbox: Send {
     fn abort(self) -> impl Future<Output = ()> + Send;
 }
 
-/// A listener's settings.
-pub struct Settings {
-    /// The name in the greeting.
-    pub name: String,
-    pub tls: TlsMode,
-    pub acceptor: Option<Arc<SslAcceptor>>,
-    pub timeout: Duration,
-    pub spool: SpoolSettings,
-}
+/// A listener's settings (shared with SMTP).
+pub type Settings = crate::listener::ListenerSettings;
 
 struct State<M> {
     /// The name from USER, waiting for PASS.
@@ -209,19 +200,11 @@ pub async fn serve_pop3<B: Backend>(
     settings: Arc<Settings>,
     backend: Arc<B>,
 ) {
-    loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let conn = Conn::new(crate::net::Stream::Plain(tcp), peer, settings.timeout);
-        tokio::spawn(run(conn, settings.clone(), backend.clone()));
-    }
+    let timeout = settings.timeout;
+    crate::listener::accept_loop(listener, timeout, move |conn| {
+        run(conn, settings.clone(), backend.clone())
+    })
+    .await
 }
 
 /// Writes `wire`; flushes unless more pipelined commands are already waiting, so that
@@ -274,14 +257,8 @@ async fn session<B: Backend>(
     backend: &B,
     st: &mut State<B::Mailbox>,
 ) -> End {
-    if settings.tls == TlsMode::Implicit {
-        let Some(acc) = settings.acceptor.as_ref() else {
-            return End::Closed("listener has no TLS certificate");
-        };
-        if let Err(e) = conn.accept_tls(acc).await {
-            tracing::debug!(peer = %conn.peer(), "TLS handshake failed: {e}");
-            return End::Closed("TLS handshake failed");
-        }
+    if let Err(why) = crate::listener::implicit_tls(conn, settings).await {
+        return End::Closed(why);
     }
     if respond(conn, true, &format!("{} POP3 ready", settings.name))
         .await
@@ -695,8 +672,11 @@ async fn send_message(conn: &mut Conn, mut spool: Spool) -> Flow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spool::SpoolSettings;
+    use openssl::ssl::SslAcceptor;
     use std::collections::BTreeMap;
     use std::sync::Mutex;
+    use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A mailbox in memory: messages by number, a shared log of what happened.

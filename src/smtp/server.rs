@@ -8,16 +8,14 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
-use openssl::ssl::SslAcceptor;
 use smtp_proto::Request;
 
 use super::auth::{self, Credentials, SaslError};
 use super::data::DataDecoder;
 use super::reply::Reply;
 use crate::net::{Conn, ReadError, TlsMode};
-use crate::spool::{Spool, SpoolSettings};
+use crate::spool::Spool;
 
 /// Longest command line (RFC 5321 4.5.3.1.4 allows 512; AUTH lines need more).
 pub const MAX_COMMAND_LINE: usize = 4096;
@@ -103,15 +101,8 @@ pub struct ClientInfo {
     pub tls: bool,
 }
 
-/// A listener's settings.
-pub struct Settings {
-    /// The name in the greeting and in EHLO.
-    pub name: String,
-    pub tls: TlsMode,
-    pub acceptor: Option<Arc<SslAcceptor>>,
-    pub timeout: Duration,
-    pub spool: SpoolSettings,
-}
+/// A listener's settings (shared with POP3).
+pub type Settings = crate::listener::ListenerSettings;
 
 struct State<S> {
     helo: bool,
@@ -188,14 +179,8 @@ async fn session<B: Backend>(
     backend: &B,
     st: &mut State<B::Session>,
 ) -> End {
-    if settings.tls == TlsMode::Implicit {
-        let Some(acc) = settings.acceptor.as_ref() else {
-            return End::Closed("listener has no TLS certificate");
-        };
-        if let Err(e) = conn.accept_tls(acc).await {
-            tracing::debug!(peer = %conn.peer(), "TLS handshake failed: {e}");
-            return End::Closed("TLS handshake failed");
-        }
+    if let Err(why) = crate::listener::implicit_tls(conn, settings).await {
+        return End::Closed(why);
     }
     say!(conn, 220, format!("{} ESMTP", settings.name));
     loop {
@@ -714,27 +699,21 @@ pub async fn serve<B: Backend>(
     settings: Arc<Settings>,
     backend: Arc<B>,
 ) {
-    loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let conn = Conn::new(crate::net::Stream::Plain(tcp), peer, settings.timeout);
-        tokio::spawn(run(conn, settings.clone(), backend.clone()));
-    }
+    let timeout = settings.timeout;
+    crate::listener::accept_loop(listener, timeout, move |conn| {
+        run(conn, settings.clone(), backend.clone())
+    })
+    .await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spool::SpoolSettings;
     use crate::testbed::mailstore::MailStore;
     use crate::testbed::smtp::TestbedSmtp;
     use crate::testbed::users::Users;
+    use std::time::Duration;
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
     /// A session of the testbed MTA over a real socket; `peer` is what the session

@@ -1,0 +1,78 @@
+//! What every client-facing listener shares, SMTP and POP3 alike: its settings, the
+//! accept loop with a bound on concurrent sessions, and the TLS handshake that an
+//! implicit-TLS listener does before its greeting.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openssl::ssl::SslAcceptor;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::net::{Conn, Stream, TlsMode};
+use crate::spool::SpoolSettings;
+
+/// Sessions one listener runs at once; further clients wait in the listen backlog.
+pub const MAX_SESSIONS_PER_LISTENER: usize = 512;
+/// Pause after a failed accept (e.g. out of file descriptors) before the next try.
+const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// A listener's settings.
+pub struct ListenerSettings {
+    /// The name in the greeting (and in SMTP's EHLO).
+    pub name: String,
+    pub tls: TlsMode,
+    /// Set for implicit-TLS and STARTTLS listeners.
+    pub acceptor: Option<Arc<SslAcceptor>>,
+    /// How long the session waits for the client.
+    pub timeout: Duration,
+    pub spool: SpoolSettings,
+}
+
+/// Accepts connections and runs `session` for each, at most
+/// [`MAX_SESSIONS_PER_LISTENER`] at once, until the task is dropped.
+pub async fn accept_loop<F, Fut>(listener: TcpListener, timeout: Duration, session: F)
+where
+    F: Fn(Conn) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(MAX_SESSIONS_PER_LISTENER));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (tcp, peer) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(ACCEPT_RETRY_PAUSE).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let fut = session(Conn::new(Stream::Plain(tcp), peer, timeout));
+        tokio::spawn(async move {
+            fut.await;
+            drop(slot);
+        });
+    }
+}
+
+/// For an implicit-TLS listener: the handshake before anything else is said.
+/// `Err` says why the session cannot go on (for its log line).
+pub async fn implicit_tls(
+    conn: &mut Conn,
+    settings: &ListenerSettings,
+) -> Result<(), &'static str> {
+    if settings.tls != TlsMode::Implicit {
+        return Ok(());
+    }
+    let Some(acc) = settings.acceptor.as_ref() else {
+        return Err("listener has no TLS certificate");
+    };
+    conn.accept_tls(acc).await.map_err(|e| {
+        tracing::debug!(peer = %conn.peer(), "TLS handshake failed: {e}");
+        "TLS handshake failed"
+    })
+}
