@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::kim::login::{self, LoginName, Protocol, Server};
+use crate::kim::login::{LoginName, Protocol, Server};
 use crate::kim::receive::open_received;
 use crate::pop3::client::{resp_code, ClientError, ClientSettings, Pop3Client};
 use crate::pop3::server::{Backend, ClientInfo, LoginRefused, Mailbox, MailboxError};
@@ -47,31 +47,11 @@ impl Pop3Proxy {
         }
     }
 
-    /// Which POP3 server a login goes to: the one in the user name (KOM-LE-A_2031),
-    /// else the one configured for the account. An incomplete or unusable name gets
+    /// Which POP3 server a login goes to; an incomplete or unusable name gets
     /// `-ERR` (gemSpec_CM_KOMLE 3.4.2.2).
     fn resolve(&self, user: &str) -> Result<(LoginName, Server), LoginRefused> {
-        let invalid =
-            |why: String| LoginRefused::new(format!("[AUTH] Invalid POP3 user name: {why}"));
-        let name = login::parse(user, Protocol::Pop3).map_err(|e| invalid(e.to_string()))?;
-        let account = self.config.account(&name.address);
-        if name.context.is_none() && account.is_none() {
-            return Err(invalid(format!(
-                "'{}' is not configured in kim-cm; use address#host:port#MandantId#ClientSystemId#WorkplaceId",
-                name.address
-            )));
-        }
-        let server = match (&name.server, account) {
-            (Some(s), _) => s.clone(),
-            (None, Some(a)) => a.pop3_server.clone(),
-            (None, None) => {
-                return Err(invalid(format!(
-                    "no POP3 server host:port given and none configured for {}",
-                    name.address
-                )));
-            }
-        };
-        Ok((name, server))
+        super::resolve(&self.config, user, Protocol::Pop3)
+            .map_err(|why| LoginRefused::new(format!("[AUTH] Invalid POP3 user name: {why}")))
     }
 }
 
@@ -295,7 +275,7 @@ mod tests {
         let (_, s) = p.resolve("bob@kim.test#*#1#CS#7").unwrap();
         assert_eq!(s.to_string(), "pop.kim.test:995");
         let e = p.resolve("alice@kim.test#*#1#CS#7").unwrap_err();
-        assert!(e.text.contains("no POP3 server"), "{e:?}");
+        assert!(e.text.contains("no server host:port given"), "{e:?}");
         // incomplete names say what is missing
         let e = p.resolve("alice@kim.test#pop.x.de:995#1").unwrap_err();
         assert!(

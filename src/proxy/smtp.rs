@@ -16,7 +16,7 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 use crate::config::Config;
-use crate::kim::login::{self, LoginName, Protocol, Server};
+use crate::kim::login::{LoginName, Protocol, Server};
 use crate::kim::send::{Refusal, SendPipeline};
 use crate::smtp::auth::Credentials;
 use crate::smtp::client::{ClientError, ClientSettings, SmtpClient, UpstreamEnvelope};
@@ -48,32 +48,11 @@ impl SmtpProxy {
         }
     }
 
-    /// Which MTA a login goes to: the one in the user name (KOM-LE-A_2011), else the
-    /// one configured for the account.
+    /// Which MTA a login goes to; an incomplete or unusable name gets `501 5.5.4`
+    /// (Tab_SMTP_Verbindung).
     fn resolve(&self, user: &str) -> Result<(LoginName, Server), Reply> {
-        let name = login::parse(user, Protocol::Smtp)
-            .map_err(|e| Reply::new(501, format!("5.5.4 Invalid user name: {e}")))?;
-        let account = self.config.account(&name.address);
-        if name.context.is_none() && account.is_none() {
-            return Err(Reply::new(
-                501,
-                format!(
-                    "5.5.4 Invalid user name: '{}' is not configured in kim-cm; use address#host:port#MandantId#ClientSystemId#WorkplaceId",
-                    name.address
-                ),
-            ));
-        }
-        let server = match (&name.server, account) {
-            (Some(s), _) => s.clone(),
-            (None, Some(a)) => a.smtp_server.clone(),
-            (None, None) => {
-                return Err(Reply::new(
-                    501,
-                    "5.5.4 Invalid user name: no MTA host:port given and none configured for the account",
-                ));
-            }
-        };
-        Ok((name, server))
+        super::resolve(&self.config, user, Protocol::Smtp)
+            .map_err(|why| Reply::new(501, format!("5.5.4 Invalid user name: {why}")))
     }
 
     async fn connect(
