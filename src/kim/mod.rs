@@ -1,6 +1,8 @@
 //! The KIM domain, without I/O: login user names, the send pipeline and, later, the
 //! receive pipeline, headers and error mails. Nothing in here opens a socket.
 
+pub mod header;
 pub mod login;
 pub mod receive;
 pub mod send;
+pub mod wrap;
