@@ -4,6 +4,7 @@
 pub mod ca;
 pub mod fachdienst;
 pub mod mailstore;
+pub mod pki;
 pub mod pop3;
 pub mod smtp;
 pub mod users;
