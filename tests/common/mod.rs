@@ -3,4 +3,5 @@
 
 pub mod fake_mta;
 pub mod kimcm;
+pub mod peers;
 pub mod raw;
