@@ -656,7 +656,7 @@ fn start_once(tools: &Tools, users: &[PeerUser]) -> Result<RealFachdienst, (io::
     let fatal = |e: io::Error| (e, false);
     let dir = make_temp_dir().map_err(fatal)?;
     let ports = free_ports(4).map_err(fatal)?;
-    let mut f = RealFachdienst {
+    let f = RealFachdienst {
         ca_pem: dir.join("ca.pem"),
         dir: dir.clone(),
         smtps: ports[0],
