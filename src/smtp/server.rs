@@ -246,7 +246,7 @@ async fn command<B: Backend>(
         && line[..4].eq_ignore_ascii_case(b"AUTH")
         && (line.len() == 4 || line[4] == b' ')
     {
-        return auth_command(conn, settings, backend, st, &line).await;
+        return auth_command(conn, backend, st, &line).await;
     }
     line.extend_from_slice(b"\r\n");
     let req = match Request::parse(&mut line.iter()) {
@@ -450,7 +450,6 @@ fn auth_allowed(conn: &Conn) -> bool {
 
 async fn auth_command<B: Backend>(
     conn: &mut Conn,
-    settings: &Settings,
     backend: &B,
     st: &mut State<B::Session>,
     line: &[u8],
@@ -545,7 +544,6 @@ async fn auth_command<B: Backend>(
                     "too many failed logins"
                 }));
             }
-            let _ = settings;
             Flow::Continue
         }
     }
