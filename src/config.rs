@@ -47,6 +47,27 @@ pub struct Config {
     pub upstream: Upstream,
     #[serde(default)]
     pub account: Vec<Account>,
+    #[serde(default)]
+    pub directory: DirectoryConfig,
+    #[serde(default)]
+    pub trust: Trust,
+}
+
+/// Where recipients' encryption certificates come from.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryConfig {
+    /// A folder of `<address>.pem` files with encryption certificates.
+    pub folder: Option<PathBuf>,
+}
+
+/// What signatures and certificate paths are checked against.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trust {
+    /// CA certificates (PEM) of the TI's component PKI that signers' certificates
+    /// must chain to.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -212,6 +233,12 @@ pub struct Account {
     pub mandant_id: Option<String>,
     pub client_system_id: Option<String>,
     pub workplace_id: Option<String>,
+    /// Software keys: the signing key and certificate (like C.HCI.OSIG), PKCS#12.
+    pub signing_pkcs12: Option<PathBuf>,
+    /// Software keys: the encryption key and certificate (like C.HCI.ENC), PKCS#12.
+    pub encryption_pkcs12: Option<PathBuf>,
+    /// File holding the PKCS#12 password (first line); none for files without one.
+    pub pkcs12_password_file: Option<PathBuf>,
 }
 
 fn de_server<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Server, D::Error> {
@@ -244,6 +271,13 @@ impl Config {
         };
         abs(&mut cfg.proxy.data_dir);
         abs(&mut cfg.upstream.ca_file);
+        cfg.directory.folder.as_mut().map(abs);
+        cfg.trust.ca_file.as_mut().map(abs);
+        for a in cfg.account.iter_mut() {
+            a.signing_pkcs12.as_mut().map(abs);
+            a.encryption_pkcs12.as_mut().map(abs);
+            a.pkcs12_password_file.as_mut().map(abs);
+        }
         cfg.upstream.client_pkcs12.as_mut().map(abs);
         cfg.upstream.client_pkcs12_password_file.as_mut().map(abs);
         for l in cfg
@@ -270,6 +304,12 @@ impl Config {
             if !seen.insert(a.address.to_ascii_lowercase()) {
                 return Err(format!(
                     "[[account]] address '{}' is listed twice",
+                    a.address
+                ));
+            }
+            if a.signing_pkcs12.is_some() != a.encryption_pkcs12.is_some() {
+                return Err(format!(
+                    "[[account]] '{}': signing_pkcs12 and encryption_pkcs12 go together; set both or none",
                     a.address
                 ));
             }

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod crypto;
 pub mod directory;
 pub mod kim;
 pub mod listener;
