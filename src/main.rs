@@ -41,6 +41,16 @@ enum Command {
         #[arg(long)]
         demo: bool,
     },
+    /// Make a test PKI: a CA, per account signing and encryption certificates with
+    /// PKCS#12 files, and a directory folder of encryption certificates.
+    Pki {
+        /// Where to write it.
+        #[arg(long)]
+        out: PathBuf,
+        /// A KIM address to make keys for (repeat for more).
+        #[arg(long = "account", required = true)]
+        accounts: Vec<String>,
+    },
     /// Measure the proxy (see docs/performance.md).
     Bench {
         #[command(subcommand)]
@@ -158,6 +168,30 @@ fn main() -> ExitCode {
                 serve::shutdown_signal().await;
                 ExitCode::SUCCESS
             })
+        }
+        Command::Pki { out, accounts } => {
+            let refs: Vec<&str> = accounts.iter().map(String::as_str).collect();
+            match kim_cm::testbed::pki::make(&out, &refs) {
+                Ok(pki) => {
+                    println!("test PKI in {} (not for production)", out.display());
+                    println!("  CA certificate      {}", pki.ca_cert.display());
+                    println!("  PKCS#12 password in {}", pki.password_file.display());
+                    println!("  directory folder    {}", pki.directory.display());
+                    for a in &pki.accounts {
+                        println!(
+                            "  {}: {} {}",
+                            a.address,
+                            a.signing_pkcs12.display(),
+                            a.encryption_pkcs12.display()
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("kim-cm: cannot make the test PKI in {}: {e}", out.display());
+                    ExitCode::from(1)
+                }
+            }
         }
         Command::Bench { what } => {
             init_logging(LogFormat::Text, "warn");
