@@ -3,6 +3,7 @@
 
 pub mod header;
 pub mod login;
+pub mod notes;
 pub mod receive;
 pub mod send;
 pub mod wrap;
