@@ -13,4 +13,5 @@ pub mod sandbox;
 pub mod serve;
 pub mod smtp;
 pub mod spool;
+pub mod store;
 pub mod testbed;

@@ -1,0 +1,141 @@
+//! kim-cm's embedded state (SQLite in the data directory): what must survive a
+//! restart. Today: the outcome of opening each received mail per account and UIDL,
+//! so that the same RETR always yields the same bytes and LIST/STAT can report the
+//! size the client will receive. Opened mails themselves are not stored: opening is
+//! deterministic, so no plaintext has to sit on disk between two RETRs.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// How long SQLite waits for a lock held by another connection.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+#[error("the state database {path} failed: {source}")]
+pub struct StoreError {
+    path: String,
+    source: rusqlite::Error,
+}
+
+/// The outcome of opening one received mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenResult {
+    /// Size in bytes of the mail the client gets.
+    pub size: u64,
+    /// X-KIM-DecryptionResult codes.
+    pub decryption: String,
+    /// X-KIM-IntegrityCheckResult codes (empty when not checked).
+    pub integrity: String,
+}
+
+pub struct Store {
+    conn: Mutex<Connection>,
+    path: String,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS pop3_result (
+    account    TEXT NOT NULL,
+    uidl       TEXT NOT NULL,
+    size       INTEGER NOT NULL,
+    decryption TEXT NOT NULL,
+    integrity  TEXT NOT NULL,
+    created    INTEGER NOT NULL,
+    PRIMARY KEY (account, uidl)
+);";
+
+impl Store {
+    /// Opens (or creates) the database at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let p = path.display().to_string();
+        let err = |source| StoreError {
+            path: p.clone(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+            path: p,
+        })
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // a panic while holding the lock leaves SQLite consistent; go on with it
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn open_result(&self, account: &str, uidl: &str) -> Result<Option<OpenResult>, StoreError> {
+        self.lock()
+            .query_row(
+                "SELECT size, decryption, integrity FROM pop3_result WHERE account = ?1 AND uidl = ?2",
+                params![account.to_ascii_lowercase(), uidl],
+                |r| {
+                    Ok(OpenResult {
+                        size: r.get::<_, i64>(0)? as u64,
+                        decryption: r.get(1)?,
+                        integrity: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn put_open_result(
+        &self,
+        account: &str,
+        uidl: &str,
+        r: &OpenResult,
+    ) -> Result<(), StoreError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        self.lock()
+            .execute(
+                "INSERT INTO pop3_result (account, uidl, size, decryption, integrity, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (account, uidl) DO UPDATE SET size = ?3, decryption = ?4, integrity = ?5",
+                params![account.to_ascii_lowercase(), uidl, r.size as i64, r.decryption, r.integrity, now],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        let r = OpenResult {
+            size: 1234,
+            decryption: "00".into(),
+            integrity: "01".into(),
+        };
+        {
+            let s = Store::open(&path).unwrap();
+            assert_eq!(s.open_result("a@x.de", "u1").unwrap(), None);
+            s.put_open_result("A@x.de", "u1", &r).unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.open_result("a@x.de", "u1").unwrap(), Some(r));
+        assert_eq!(s.open_result("b@x.de", "u1").unwrap(), None);
+    }
+}
