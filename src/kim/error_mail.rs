@@ -78,9 +78,11 @@ Beim nächsten Abholen wird der Entschlüsselungsvorgang wiederholt."
     }
 }
 
-/// A fresh MIME boundary that cannot occur in base64 or in the texts here.
-fn boundary() -> String {
-    format!("=_kim-cm_{}", hex::encode(rand::random::<[u8; 12]>()))
+/// A MIME boundary that cannot occur in base64 or in the texts here. It is derived
+/// from the attached mail, so opening the same mail twice gives the same bytes.
+fn boundary(attached: &[u8]) -> String {
+    let digest = openssl::sha::sha256(attached);
+    format!("=_kim-cm_{}", hex::encode(&digest[..12]))
 }
 
 /// A multipart/mixed mail: the taken-over fields of `from_header`, `subject`,
@@ -92,7 +94,7 @@ fn multipart(
     text: &str,
     attached: &[u8],
 ) -> Vec<u8> {
-    let b = boundary();
+    let b = boundary(attached);
     let mut out = Vec::with_capacity(attached.len() + 2048);
     let fields = header::fields(from_header);
     for name in TAKEN_OVER {
@@ -274,6 +276,15 @@ Message-ID: <1@x.de>\r\nX-KOM-LE-Version: 1.0\r\n\r\nMIAGCSqGSIb3DQEHA6CAMIACAQA
         assert_eq!(
             msg.attachment(0).unwrap().message().unwrap().raw_message(),
             inner
+        );
+    }
+
+    #[test]
+    fn the_same_input_gives_the_same_bytes() {
+        let f = DecryptionFailure::WrongFormat;
+        assert_eq!(
+            not_decrypted(OUTER, &f, "b@x.de"),
+            not_decrypted(OUTER, &f, "b@x.de")
         );
     }
 
