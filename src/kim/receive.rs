@@ -1,15 +1,210 @@
 //! The receive pipeline: what happens to a mail between the Fachdienst's RETR and the
-//! client's (gemSpec_CM_KOMLE 3.4, the POP3 PROCESS state).
+//! client's (gemSpec_CM_KOMLE 3.4.4, the POP3 PROCESS state).
 //!
-//! The receive pipeline will decrypt and verify here: open the CMS structure with the
-//! practice's card, check the signature, restore a KAS mail, add the result headers
-//! and notes, or build the spec's error mail. In this version the mail passes
-//! through unchanged.
+//! [`open`] decides, for one received mail and the user who fetches it: pass it on
+//! unchanged (not a KIM mail, A_21390), the unsupported-version mail (A_21391-02),
+//! the decryption error mail (KOM-LE-A_2046), the security-violation mail (A_23165),
+//! or the opened mail with its result fields and notes. The cryptography is behind
+//! [`Opener`], so these rules are the same whichever provider holds the keys.
 
+use super::{error_mail, header, notes, wrap};
 use crate::spool::Spool;
 
+/// KIM versions this Clientmodul opens (X-KOM-LE-Version).
+pub const SUPPORTED_VERSIONS: [&str; 2] = ["1.0", "1.5"];
+
+/// Header fields compared between the outer and the signed inner mail
+/// (KOM-LE-A_2048-01).
+pub const COMPARED_FIELDS: [&str; 5] = ["From", "Sender", "Reply-To", "To", "Cc"];
+
+/// Why decryption failed, as the provider reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecryptError {
+    /// No key of this user fits (or the user is not among the recipients).
+    KeyUnavailable,
+    /// Not an AuthEnvelopedData of the profile, or it does not parse.
+    WrongFormat,
+    /// The ciphertext or its tag was altered: treated as wrong format, no plaintext.
+    Corrupted,
+    /// The provider (Konnektor) did not answer.
+    ProviderUnavailable,
+}
+
+/// The signature check's verdict (Tab_Verm_Sig_Prüf).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureCheck {
+    /// 01
+    Valid,
+    /// 02: signature or digest does not match.
+    IntegrityViolated,
+    /// 03: no signature.
+    NoSignature,
+    /// 04: not a SignedData of the profile.
+    WrongFormat,
+    /// 05: the math is right, the certificate path is not valid.
+    CertPathInvalid,
+}
+
+impl SignatureCheck {
+    pub fn code(self) -> &'static str {
+        match self {
+            SignatureCheck::Valid => "01",
+            SignatureCheck::IntegrityViolated => "02",
+            SignatureCheck::NoSignature => "03",
+            SignatureCheck::WrongFormat => "04",
+            SignatureCheck::CertPathInvalid => "05",
+        }
+    }
+}
+
+/// A verified SignedData.
+#[derive(Debug, Clone)]
+pub struct Verification {
+    pub check: SignatureCheck,
+    /// The signed content (eContent), when it could be read.
+    pub content: Option<Vec<u8>>,
+    /// The signed recipient-emails attribute (DER), when present.
+    pub recipient_emails: Option<Vec<u8>>,
+}
+
+/// The cryptography the receive pipeline needs, for one fetching user.
+pub trait Opener {
+    /// The addresses in the unprotected recipient-emails attribute (for KOM-LE-A_2043)
+    /// and the attribute's DER (to compare with the signed one).
+    fn recipient_emails(
+        &self,
+        enveloped_der: &[u8],
+    ) -> Result<(Vec<String>, Vec<u8>), DecryptError>;
+    /// Decrypts with the key of `address` only (KOM-LE-A_2045).
+    fn decrypt(&self, address: &str, enveloped_der: &[u8]) -> Result<Vec<u8>, DecryptError>;
+    /// Verifies a SignedData.
+    fn verify(&self, signed_der: &[u8]) -> Verification;
+}
+
+/// What [`open`] made of a mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    pub mail: Vec<u8>,
+    /// X-KIM-DecryptionResult; empty for a mail that was not a KIM mail.
+    pub decryption: String,
+    /// X-KIM-IntegrityCheckResult codes, comma-separated; empty when not checked.
+    pub integrity: String,
+}
+
+fn normalized(v: &str) -> String {
+    v.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// KOM-LE-A_2048-01: the outer fields that differ from the signed inner ones.
+pub fn header_mismatch(outer_head: &[u8], inner_head: &[u8]) -> Vec<&'static str> {
+    COMPARED_FIELDS
+        .iter()
+        .copied()
+        .filter(|f| {
+            header::value(outer_head, f).map(|v| normalized(&v))
+                != header::value(inner_head, f).map(|v| normalized(&v))
+        })
+        .collect()
+}
+
+/// Opens `received` for the fetching user `address` (the POP3 user name without the
+/// `#` part, KOM-LE-A_2044).
+pub fn open(received: &[u8], address: &str, opener: &impl Opener) -> Opened {
+    let (outer_head, outer_body) = header::split(received);
+    // A_21390: only a mail with X-KOM-LE-Version is a KIM mail
+    let Some(version) = header::value(outer_head, "X-KOM-LE-Version") else {
+        return Opened {
+            mail: received.to_vec(),
+            decryption: String::new(),
+            integrity: String::new(),
+        };
+    };
+    if !SUPPORTED_VERSIONS.contains(&version.as_str()) {
+        return Opened {
+            mail: error_mail::unsupported_version(received, &version, &SUPPORTED_VERSIONS),
+            decryption: String::new(),
+            integrity: String::new(),
+        };
+    }
+    let failed = |f: error_mail::DecryptionFailure| Opened {
+        mail: error_mail::not_decrypted(received, &f, address),
+        decryption: f.code().to_string(),
+        integrity: String::new(),
+    };
+    let Some(enveloped) = wrap::decode_base64_lines(outer_body) else {
+        return failed(error_mail::DecryptionFailure::WrongFormat);
+    };
+    let to_failure = |e: DecryptError| match e {
+        DecryptError::KeyUnavailable => error_mail::DecryptionFailure::KeyUnavailable,
+        DecryptError::WrongFormat | DecryptError::Corrupted => {
+            error_mail::DecryptionFailure::WrongFormat
+        }
+        DecryptError::ProviderUnavailable => error_mail::DecryptionFailure::KonnektorUnavailable,
+    };
+    // KOM-LE-A_2043..2045: only with the fetching user's key, found through recipient-emails
+    let (listed, unprotected_attr) = match opener.recipient_emails(&enveloped) {
+        Ok(x) => x,
+        Err(e) => return failed(to_failure(e)),
+    };
+    if !listed.iter().any(|a| a.eq_ignore_ascii_case(address)) {
+        return failed(error_mail::DecryptionFailure::KeyUnavailable);
+    }
+    let decrypted = match opener.decrypt(address, &enveloped) {
+        Ok(d) => d,
+        Err(e) => return failed(to_failure(e)),
+    };
+
+    // integrity: the signature, its path, the outer header, recipient-emails
+    let mut codes: Vec<&'static str> = Vec::new();
+    let verification = match wrap::signed_unwrap(&decrypted) {
+        Some(signed) => opener.verify(&signed),
+        None => Verification {
+            check: SignatureCheck::NoSignature,
+            content: None,
+            recipient_emails: None,
+        },
+    };
+    if verification.check != SignatureCheck::Valid {
+        codes.push(verification.check.code());
+    }
+    let inner = verification
+        .content
+        .as_deref()
+        .and_then(wrap::rfc822_unwrap);
+    let Some(inner) = inner else {
+        if codes.is_empty() {
+            codes.push(SignatureCheck::WrongFormat.code());
+        }
+        return security_violation(received, &decrypted, &codes);
+    };
+    let (inner_head, _) = header::split(inner);
+    if !header_mismatch(outer_head, inner_head).is_empty() {
+        codes.push("08");
+    }
+    if verification.recipient_emails.as_deref() != Some(unprotected_attr.as_slice()) {
+        codes.push("09");
+    }
+    if !codes.is_empty() {
+        return security_violation(received, inner, &codes);
+    }
+    let with_notes = notes::append(inner, &[notes::DECRYPTED, notes::SIGNATURE_OK]);
+    Opened {
+        mail: error_mail::opened(received, &with_notes, "01"),
+        decryption: "00".into(),
+        integrity: "01".into(),
+    }
+}
+
+fn security_violation(received: &[u8], original: &[u8], codes: &[&str]) -> Opened {
+    Opened {
+        mail: error_mail::integrity_failed(received, original, codes),
+        decryption: "00".into(),
+        integrity: codes.join(","),
+    }
+}
+
 /// Turns the mail as the Fachdienst delivered it into the mail for the client.
-/// For now it returns its input unchanged.
+/// Until the proxy has a crypto provider, mails pass through unchanged.
 pub fn open_received(spool: Spool) -> Spool {
     spool
 }
@@ -18,16 +213,134 @@ pub fn open_received(spool: Spool) -> Spool {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn passes_the_mail_through_unchanged() {
-        let s = crate::spool::SpoolSettings {
-            dir: std::env::temp_dir(),
-            memory_limit: 1024,
+    /// An opener over fixed answers, to test the rules alone.
+    struct Fixed {
+        listed: Vec<String>,
+        attr: Vec<u8>,
+        decrypted: Result<Vec<u8>, DecryptError>,
+        verification: Verification,
+    }
+
+    impl Opener for Fixed {
+        fn recipient_emails(&self, _: &[u8]) -> Result<(Vec<String>, Vec<u8>), DecryptError> {
+            Ok((self.listed.clone(), self.attr.clone()))
+        }
+        fn decrypt(&self, _: &str, _: &[u8]) -> Result<Vec<u8>, DecryptError> {
+            self.decrypted.clone()
+        }
+        fn verify(&self, _: &[u8]) -> Verification {
+            self.verification.clone()
+        }
+    }
+
+    const INNER: &[u8] = b"From: A <a@x.de>\r\nTo: b@x.de\r\nSubject: Befund\r\nContent-Type: text/plain\r\n\r\nHallo\r\n";
+
+    fn outer(from: &str) -> Vec<u8> {
+        let mut m = format!(
+            "Return-Path: <a@x.de>\r\nFrom: {from}\r\nTo: b@x.de\r\nSubject: KOM-LE-Nachricht\r\nX-KOM-LE-Version: 1.0\r\n\r\n"
+        )
+        .into_bytes();
+        wrap::append_base64_lines(&mut m, b"enveloped");
+        m
+    }
+
+    fn good() -> Fixed {
+        Fixed {
+            listed: vec!["b@x.de".into()],
+            attr: b"ATTR".to_vec(),
+            decrypted: Ok(wrap::signed_wrap(b"SIGNED")),
+            verification: Verification {
+                check: SignatureCheck::Valid,
+                content: Some(wrap::rfc822_wrap(INNER)),
+                recipient_emails: Some(b"ATTR".to_vec()),
+            },
+        }
+    }
+
+    #[test]
+    fn a_good_mail_opens_with_results_and_notes() {
+        let o = open(&outer("A <a@x.de>"), "B@x.de", &good());
+        assert_eq!((o.decryption.as_str(), o.integrity.as_str()), ("00", "01"));
+        let text = String::from_utf8(o.mail).unwrap();
+        assert!(text.starts_with("Return-Path: <a@x.de>\r\nX-KIM-DecryptionResult: 00\r\nX-KIM-IntegrityCheckResult: 01\r\nFrom: A <a@x.de>"), "{text}");
+        assert!(text.ends_with("Hallo\r\n---------------------------------------------\r\nDie Nachricht wurde entschlüsselt.\r\nDie Signatur wurde erfolgreich geprüft.\r\n"), "{text}");
+    }
+
+    #[test]
+    fn not_a_kim_mail_passes_unchanged_and_unknown_version_gets_4008() {
+        let plain = b"From: a@x.de\r\n\r\nhi\r\n";
+        assert_eq!(open(plain, "b@x.de", &good()).mail, plain);
+        let v2 = String::from_utf8(outer("a@x.de"))
+            .unwrap()
+            .replace("X-KOM-LE-Version: 1.0", "X-KOM-LE-Version: 2.0");
+        let o = open(v2.as_bytes(), "b@x.de", &good());
+        assert!(String::from_utf8_lossy(&o.mail).contains("X-KIM-Fehlermeldung: 4008"));
+    }
+
+    #[test]
+    fn only_the_fetching_users_key() {
+        let mut f = good();
+        f.listed = vec!["c@x.de".into()];
+        let o = open(&outer("A <a@x.de>"), "b@x.de", &f);
+        assert_eq!(o.decryption, "01");
+        assert!(String::from_utf8_lossy(&o.mail).contains("X-KIM-DecryptionResult: 01\r\n"));
+    }
+
+    #[test]
+    fn decryption_failures_get_their_codes() {
+        for (e, code) in [
+            (DecryptError::KeyUnavailable, "01"),
+            (DecryptError::WrongFormat, "02"),
+            (DecryptError::Corrupted, "02"),
+            (DecryptError::ProviderUnavailable, "03"),
+        ] {
+            let mut f = good();
+            f.decrypted = Err(e);
+            let o = open(&outer("A <a@x.de>"), "b@x.de", &f);
+            assert_eq!(o.decryption, code);
+            assert!(
+                !String::from_utf8_lossy(&o.mail).contains("Hallo"),
+                "no plaintext in an error mail"
+            );
+        }
+        let broken = b"From: a@x.de\r\nX-KOM-LE-Version: 1.0\r\n\r\n!!!not base64!!!\r\n";
+        assert_eq!(open(broken, "b@x.de", &good()).decryption, "02");
+    }
+
+    #[test]
+    fn integrity_failures_get_their_codes_and_the_security_text() {
+        let o = open(&outer("Mallory <m@evil.de>"), "b@x.de", &good());
+        assert_eq!(o.integrity, "08");
+        let text = String::from_utf8_lossy(&o.mail).into_owned();
+        assert!(text.contains("Sicherheitsverletzung"));
+
+        let mut f = good();
+        f.verification.recipient_emails = Some(b"OTHER".to_vec());
+        assert_eq!(open(&outer("A <a@x.de>"), "b@x.de", &f).integrity, "09");
+
+        let mut f = good();
+        f.verification.check = SignatureCheck::IntegrityViolated;
+        assert_eq!(open(&outer("A <a@x.de>"), "b@x.de", &f).integrity, "02");
+
+        let mut f = good();
+        f.verification = Verification {
+            check: SignatureCheck::WrongFormat,
+            content: None,
+            recipient_emails: None,
         };
-        let mut out = open_received(Spool::from_bytes(
-            b"Subject: x\r\n\r\nbody\r\n".to_vec(),
-            &s,
-        ));
-        assert_eq!(out.to_vec().await.unwrap(), b"Subject: x\r\n\r\nbody\r\n");
+        let o = open(&outer("A <a@x.de>"), "b@x.de", &f);
+        assert_eq!((o.decryption.as_str(), o.integrity.as_str()), ("00", "04"));
+
+        let mut f = good();
+        f.decrypted = Ok(b"Content-Type: text/plain\r\n\r\nnot signed".to_vec());
+        assert_eq!(open(&outer("A <a@x.de>"), "b@x.de", &f).integrity, "03");
+    }
+
+    #[test]
+    fn folded_and_spaced_fields_compare_equal() {
+        let outer_head = b"To: b@x.de,\r\n  c@x.de\r\n";
+        let inner_head = b"To: b@x.de, c@x.de\r\n";
+        assert!(header_mismatch(outer_head, inner_head).is_empty());
+        assert_eq!(header_mismatch(b"Cc: x@y\r\n", b""), vec!["Cc"]);
     }
 }
