@@ -6,5 +6,6 @@ pub mod header;
 pub mod login;
 pub mod notes;
 pub mod receive;
+pub mod seal;
 pub mod send;
 pub mod wrap;

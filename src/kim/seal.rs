@@ -1,0 +1,298 @@
+//! The send rules: how a client's mail becomes a KIM mail (gemSpec_CM_KOMLE
+//! 3.3.4.1.1, KOM-LE-A_2299-01), given each recipient's encryption certificates.
+//!
+//! Who is encryptable decides who gets the mail: a recipient without an encryption
+//! certificate is dropped from To/Cc (KOM-LE-A_2028) and reported back so the sender
+//! gets a DSN (KOM-LE-A_2024-01, X-KIM-Fehlermeldung 4004); with nobody left the
+//! client gets 451 (KOM-LE-A_2025); a sender without one gets 553 (spec FAQ). Every
+//! encryption certificate of every recipient and of the sender gets a RecipientInfo
+//! (KOM-LE-A_2022, KOM-LE-A_2111-01), Bcc recipients included, though they stay out
+//! of the outer header. The cryptography is behind [`Sealer`].
+
+use mail_parser::{Address, MessageParser};
+use openssl::x509::X509;
+
+use super::{header, wrap};
+
+/// One entry of recipient-emails: a certificate and the KIM address it belongs to
+/// (KOM-LE-A_2115-02, KOM-LE-A_2116).
+pub type CertFor = (X509, String);
+
+/// The cryptography the send pipeline needs.
+pub trait Sealer {
+    /// SignedData over `content` with the sender's key and the recipient-emails
+    /// attribute of `entries` as a signed attribute (KOM-LE-A_2190).
+    fn sign(&self, sender: &str, content: &[u8], entries: &[CertFor]) -> Result<Vec<u8>, String>;
+    /// AuthEnvelopedData of `content` for every certificate in `entries`, with the same
+    /// attribute as unprotected attribute (KOM-LE-A_2191).
+    fn encrypt(&self, content: &[u8], entries: &[CertFor]) -> Result<Vec<u8>, String>;
+}
+
+/// Why a mail is not sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SealRefusal {
+    /// FAQ: the sender has no encryption certificate: 553.
+    #[error("the sender {0} has no encryption certificate in the directory")]
+    SenderNotEncryptable(String),
+    /// KOM-LE-A_2025: no recipient is encryptable: 451.
+    #[error("no recipient has an encryption certificate: {}", .0.join(", "))]
+    NoRecipientEncryptable(Vec<String>),
+    /// Signing or encryption failed: 451.
+    #[error("sealing failed: {0}")]
+    Crypto(String),
+}
+
+/// A sealed mail and who could not get it.
+#[derive(Debug, Clone)]
+pub struct Sealed {
+    pub mail: Vec<u8>,
+    /// Envelope recipients that do get the mail.
+    pub recipients: Vec<String>,
+    /// Recipients without an encryption certificate (for the 4004 DSN).
+    pub unreachable: Vec<String>,
+}
+
+/// Seals `mail` from `sender` for `recipients` (the envelope's RCPT TO addresses).
+/// `certs` gives each address's encryption certificates (the sender's among them).
+pub fn seal(
+    mail: &[u8],
+    sender: &str,
+    recipients: &[String],
+    certs: &dyn Fn(&str) -> Vec<X509>,
+    sealer: &impl Sealer,
+    fields: &wrap::OuterFields<'_>,
+) -> Result<Sealed, SealRefusal> {
+    let sender_certs = certs(sender);
+    if sender_certs.is_empty() {
+        return Err(SealRefusal::SenderNotEncryptable(sender.to_string()));
+    }
+    let mut entries: Vec<CertFor> = Vec::new();
+    let mut reachable = Vec::new();
+    let mut unreachable = Vec::new();
+    for r in recipients {
+        let c = certs(r);
+        if c.is_empty() {
+            unreachable.push(r.clone());
+        } else {
+            reachable.push(r.clone());
+            entries.extend(c.into_iter().map(|x| (x, r.clone())));
+        }
+    }
+    if reachable.is_empty() {
+        return Err(SealRefusal::NoRecipientEncryptable(unreachable));
+    }
+    // KOM-LE-A_2111-01: the sender can read what it sent
+    if !reachable.iter().any(|r| r.eq_ignore_ascii_case(sender)) {
+        entries.extend(sender_certs.into_iter().map(|x| (x, sender.to_string())));
+    }
+
+    // A_19488-02, then KOM-LE-A_2028: the inner mail as it will be signed
+    let mut inner = wrap::with_dienstkennung(mail);
+    if !unreachable.is_empty() {
+        inner = without_addresses(&inner, &unreachable);
+    }
+    let (inner_head, _) = header::split(&inner);
+    let signed = sealer
+        .sign(sender, &wrap::rfc822_wrap(&inner), &entries)
+        .map_err(SealRefusal::Crypto)?;
+    let enveloped = sealer
+        .encrypt(&wrap::signed_wrap(&signed), &entries)
+        .map_err(SealRefusal::Crypto)?;
+    Ok(Sealed {
+        mail: wrap::outer_mail(inner_head, &enveloped, fields),
+        recipients: reachable,
+        unreachable,
+    })
+}
+
+/// The mail with `drop` removed from its To and Cc fields (KOM-LE-A_2028). A field
+/// that loses all its addresses goes; untouched fields keep their bytes.
+pub fn without_addresses(mail: &[u8], drop: &[String]) -> Vec<u8> {
+    let (head, body) = header::split(mail);
+    let is_dropped = |a: &str| drop.iter().any(|d| d.eq_ignore_ascii_case(a));
+    let mut out = Vec::with_capacity(mail.len());
+    for f in header::fields(head) {
+        let name = f.name.to_ascii_lowercase();
+        if name != "to" && name != "cc" {
+            out.extend_from_slice(f.raw);
+            continue;
+        }
+        let parsed = MessageParser::default().parse(f.raw);
+        let list = parsed
+            .as_ref()
+            .and_then(|m| if name == "to" { m.to() } else { m.cc() });
+        let Some(list) = list else {
+            out.extend_from_slice(f.raw);
+            continue;
+        };
+        let all: Vec<(Option<String>, String)> = match list {
+            Address::List(v) => v
+                .iter()
+                .filter_map(|a| Some((a.name().map(str::to_string), a.address()?.to_string())))
+                .collect(),
+            Address::Group(groups) => groups
+                .iter()
+                .flat_map(|g| g.addresses.iter())
+                .filter_map(|a| Some((a.name().map(str::to_string), a.address()?.to_string())))
+                .collect(),
+        };
+        if !all.iter().any(|(_, a)| is_dropped(a)) {
+            out.extend_from_slice(f.raw);
+            continue;
+        }
+        let kept: Vec<String> = all
+            .iter()
+            .filter(|(_, a)| !is_dropped(a))
+            .map(|(n, a)| match n {
+                Some(n) if !n.is_empty() => format!("\"{}\" <{a}>", n.replace('"', "")),
+                _ => format!("<{a}>"),
+            })
+            .collect();
+        if !kept.is_empty() {
+            out.extend_from_slice(format!("{}: {}\r\n", f.name, kept.join(", ")).as_bytes());
+        }
+    }
+    out.extend_from_slice(&mail[head.len()..head.len() + (mail.len() - head.len() - body.len())]);
+    out.extend_from_slice(body);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    /// Records what it was asked to sign and encrypt; "signs" and "encrypts" by tagging.
+    #[derive(Default)]
+    struct Recorder {
+        signed: RefCell<Vec<u8>>,
+        entries: RefCell<Vec<String>>,
+    }
+
+    impl Sealer for Recorder {
+        fn sign(&self, _: &str, content: &[u8], entries: &[CertFor]) -> Result<Vec<u8>, String> {
+            *self.signed.borrow_mut() = content.to_vec();
+            *self.entries.borrow_mut() = entries.iter().map(|(_, a)| a.clone()).collect();
+            Ok(b"SIGNED".to_vec())
+        }
+        fn encrypt(&self, content: &[u8], _: &[CertFor]) -> Result<Vec<u8>, String> {
+            assert!(content.ends_with(b"SIGNED"));
+            Ok(b"ENVELOPED".to_vec())
+        }
+    }
+
+    fn cert() -> X509 {
+        let key =
+            openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(1024).unwrap()).unwrap();
+        let mut b = X509::builder().unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.sign(&key, openssl::hash::MessageDigest::sha256())
+            .unwrap();
+        b.build()
+    }
+
+    const MAIL: &[u8] =
+        b"From: A <a@x.de>\r\nTo: \"Bee\" <b@x.de>, c@x.de\r\nSubject: s\r\n\r\nbody\r\n";
+    const FIELDS: wrap::OuterFields<'static> = wrap::OuterFields {
+        kom_le_version: "1.0",
+        cm_version: "KIMCM_0.1.0",
+        pt_version: "1.5.2",
+        expires: None,
+    };
+
+    #[test]
+    fn everyone_encryptable() {
+        let c = cert();
+        let certs = |_: &str| vec![c.clone()];
+        let r = Recorder::default();
+        let sealed = seal(
+            MAIL,
+            "a@x.de",
+            &["b@x.de".into(), "bcc@x.de".into()],
+            &certs,
+            &r,
+            &FIELDS,
+        )
+        .unwrap();
+        assert!(sealed.unreachable.is_empty());
+        // Bcc and the sender get their RecipientInfo
+        assert_eq!(*r.entries.borrow(), vec!["b@x.de", "bcc@x.de", "a@x.de"]);
+        // what was signed: the rfc822 wrap of the mail with the Dienstkennung
+        assert_eq!(
+            *r.signed.borrow(),
+            wrap::rfc822_wrap(&wrap::with_dienstkennung(MAIL))
+        );
+        let (h, _) = header::split(&sealed.mail);
+        assert_eq!(header::value(h, "Subject").unwrap(), "KOM-LE-Nachricht");
+    }
+
+    #[test]
+    fn a_recipient_without_certificate_is_dropped_and_reported() {
+        let c = cert();
+        let certs = |a: &str| {
+            if a == "c@x.de" {
+                vec![]
+            } else {
+                vec![c.clone()]
+            }
+        };
+        let r = Recorder::default();
+        let sealed = seal(
+            MAIL,
+            "a@x.de",
+            &["b@x.de".into(), "c@x.de".into()],
+            &certs,
+            &r,
+            &FIELDS,
+        )
+        .unwrap();
+        assert_eq!(sealed.unreachable, vec!["c@x.de"]);
+        assert_eq!(sealed.recipients, vec!["b@x.de"]);
+        let signed = r.signed.borrow().clone();
+        let inner = wrap::rfc822_unwrap(&signed).unwrap();
+        let (h, _) = header::split(inner);
+        assert_eq!(header::value(h, "To").unwrap(), "\"Bee\" <b@x.de>");
+        let (oh, _) = header::split(&sealed.mail);
+        assert_eq!(header::value(oh, "To").unwrap(), "\"Bee\" <b@x.de>");
+    }
+
+    #[test]
+    fn refusals() {
+        let c = cert();
+        let r = Recorder::default();
+        let none = |_: &str| Vec::<X509>::new();
+        assert_eq!(
+            seal(MAIL, "a@x.de", &["b@x.de".into()], &none, &r, &FIELDS).unwrap_err(),
+            SealRefusal::SenderNotEncryptable("a@x.de".into())
+        );
+        let only_sender = |a: &str| {
+            if a == "a@x.de" {
+                vec![c.clone()]
+            } else {
+                vec![]
+            }
+        };
+        assert_eq!(
+            seal(
+                MAIL,
+                "a@x.de",
+                &["b@x.de".into()],
+                &only_sender,
+                &r,
+                &FIELDS
+            )
+            .unwrap_err(),
+            SealRefusal::NoRecipientEncryptable(vec!["b@x.de".into()])
+        );
+    }
+
+    #[test]
+    fn untouched_fields_keep_their_bytes() {
+        let m = b"To: b@x.de,\r\n c@x.de\r\nCc: d@x.de\r\n\r\nx";
+        assert_eq!(without_addresses(m, &["z@x.de".into()]), m);
+        assert_eq!(
+            without_addresses(m, &["d@x.de".into()]),
+            b"To: b@x.de,\r\n c@x.de\r\n\r\nx"
+        );
+    }
+}
