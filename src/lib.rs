@@ -1,6 +1,7 @@
 //! kim-cm: a KIM Clientmodul. See docs/architecture.md for the map.
 
 pub mod bench;
+pub mod cms;
 pub mod config;
 pub mod crypto;
 pub mod directory;
