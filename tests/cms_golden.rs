@@ -94,3 +94,50 @@ fn tampering_and_foreign_keys_give_errors_not_plaintext() {
         Err(OpenError::WrongFormat(_))
     ));
 }
+
+fn store_of(certs: &[&str]) -> openssl::x509::store::X509Store {
+    let mut b = openssl::x509::store::X509StoreBuilder::new().unwrap();
+    for c in certs {
+        b.add_cert(X509::from_pem(&read(c)).unwrap()).unwrap();
+    }
+    b.build()
+}
+
+#[test]
+fn the_signed_sample_verifies_to_the_rfc822_wrap_exactly() {
+    // The signer's CA (GEM.SMCB-CA24 TEST-ONLY) is not in the sample; the trust anchor
+    // given is the sample's root GEM.RCA2-TEST-ONLY, so the path cannot be built and
+    // the verdict is "math right, path not valid" (05).
+    let v = cms::verify(
+        &read("inputEmail.txt.02.signedcms"),
+        &store_of(&["A/GEM.RCA2-TEST-ONLY.pem"]),
+    );
+    assert_eq!(v.status, cms::SignatureStatus::CertPathInvalid);
+    assert_eq!(v.content.unwrap(), read("inputEmail.txt.01.rfc822wrap"));
+    // the signed recipient-emails equals the unprotected one of .04 byte for byte
+    let signed = v.recipient_emails.unwrap();
+    let unprotected = cms::recipient_emails_of(&read("inputEmail.txt.04.encryptedcms"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(signed.attribute_der, unprotected.attribute_der);
+    assert!(v.signer.is_some());
+}
+
+#[test]
+fn the_damaged_signed_data_inside_the_sample_is_wrong_format() {
+    // inside .03 the tool that made the sample turned every CR and LF into CRLF
+    let wrapped = read("inputEmail.txt.03.signedwrap");
+    let der = kim_cm::kim::wrap::signed_unwrap(&wrapped).unwrap();
+    assert_eq!(
+        cms::verify(&der, &store_of(&[])).status,
+        cms::SignatureStatus::WrongFormat
+    );
+    // a flipped byte in the undamaged signature: integrity violated
+    let mut good = read("inputEmail.txt.02.signedcms");
+    let n = good.len();
+    good[n - 10] ^= 0x01;
+    assert_eq!(
+        cms::verify(&good, &store_of(&[])).status,
+        cms::SignatureStatus::IntegrityViolated
+    );
+}

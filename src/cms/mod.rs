@@ -8,6 +8,8 @@ pub mod ber;
 pub mod decrypt;
 pub mod oid;
 pub mod recipient_emails;
+pub mod verify;
 
 pub use decrypt::{decrypt, recipient_emails_of, Decrypted, OpenError};
 pub use recipient_emails::{RecipientEmail, RecipientEmails};
+pub use verify::{verify, SignatureStatus, Verified};
