@@ -179,8 +179,9 @@ fn starttls_and_stls_upstream_with_smtplib_and_poplib() {
     assert_eq!(first["stat"][0], 3);
     // TOP n 5 is forced to TOP n 0 (KOM-LE-A_2041): the header and no body line
     let top: Vec<String> = serde_json::from_value(first["top"].clone()).unwrap();
-    assert!(top.iter().any(|l| l.starts_with("Subject: n0")), "{top:?}");
-    assert!(!top.iter().any(|l| l == "mail 0"), "{top:?}");
+    // Postfix may deliver the three mails in any order
+    assert!(top.iter().any(|l| l.starts_with("Subject: n")), "{top:?}");
+    assert!(!top.iter().any(|l| l.starts_with("mail ")), "{top:?}");
     // UIDL is stable across sessions
     assert_eq!(pop("look")["uidl"], first["uidl"]);
     // DELE without QUIT deletes nothing upstream
