@@ -78,6 +78,15 @@ pub enum ReadError {
     Io(#[from] io::Error),
 }
 
+/// Why an upstream connection could not be opened.
+#[derive(Debug)]
+pub enum UpstreamError {
+    /// TCP: refused, unreachable, timed out.
+    Connect(io::Error),
+    /// The TLS handshake or the certificate check failed.
+    Tls(io::Error),
+}
+
 /// A connection with a read buffer, a timeout for every read and write, and TLS upgrade.
 pub struct Conn {
     stream: Option<Stream>,
@@ -96,6 +105,29 @@ impl Conn {
             timeout,
             peer,
         }
+    }
+
+    /// Connects to an upstream server: TCP within `connect_timeout`, then, for
+    /// implicit TLS, the handshake with the certificate verified for `host`.
+    /// Reads and writes afterwards wait at most `timeout`.
+    pub async fn connect_upstream(
+        addr: &str,
+        host: &str,
+        implicit_tls: bool,
+        connector: &SslConnector,
+        connect_timeout: Duration,
+        timeout: Duration,
+    ) -> Result<Conn, UpstreamError> {
+        let mut conn = Conn::connect(addr, connect_timeout)
+            .await
+            .map_err(UpstreamError::Connect)?;
+        conn.set_timeout(timeout);
+        if implicit_tls {
+            conn.connect_tls(connector, host)
+                .await
+                .map_err(UpstreamError::Tls)?;
+        }
+        Ok(conn)
     }
 
     /// Connects over TCP, with `timeout` for the connect itself.

@@ -4,7 +4,7 @@
 pub mod conn;
 pub mod tls;
 
-pub use conn::{Conn, ReadError, Stream};
+pub use conn::{Conn, ReadError, Stream, UpstreamError};
 
 use serde::Deserialize;
 

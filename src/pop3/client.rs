@@ -15,7 +15,7 @@ use openssl::ssl::SslConnector;
 
 use super::multiline::MultilineDecoder;
 use crate::kim::login::Server;
-use crate::net::{Conn, ReadError, TlsMode};
+use crate::net::{Conn, ReadError, TlsMode, UpstreamError};
 use crate::smtp::auth;
 use crate::spool::Spool;
 
@@ -161,22 +161,30 @@ impl Pop3Client {
     /// reads the greeting and the capabilities.
     pub async fn connect(server: &Server, s: &ClientSettings) -> Result<Pop3Client, ClientError> {
         let addr = server.socket_addr();
-        let mut conn = Conn::connect(&addr, s.connect_timeout)
-            .await
-            .map_err(|source| ClientError::Connect {
+        let implicit = s.tls == TlsMode::Implicit;
+        let conn = Conn::connect_upstream(
+            &addr,
+            &server.host,
+            implicit,
+            &s.connector,
+            s.connect_timeout,
+            s.timeout,
+        )
+        .await
+        .map_err(|e| match e {
+            UpstreamError::Connect(source) => ClientError::Connect {
                 server: addr.clone(),
                 source,
-            })?;
-        conn.set_timeout(s.timeout);
+            },
+            UpstreamError::Tls(source) => ClientError::Tls {
+                server: addr.clone(),
+                source,
+            },
+        })?;
         let tls_err = |source| ClientError::Tls {
             server: addr.clone(),
             source,
         };
-        if s.tls == TlsMode::Implicit {
-            conn.connect_tls(&s.connector, &server.host)
-                .await
-                .map_err(tls_err)?;
-        }
         let mut c = Pop3Client {
             conn,
             server: server.clone(),

@@ -13,7 +13,7 @@ use super::auth;
 use super::data::{send_stuffed, StuffError};
 use super::reply::Reply;
 use crate::kim::login::Server;
-use crate::net::{Conn, ReadError, TlsMode};
+use crate::net::{Conn, ReadError, TlsMode, UpstreamError};
 
 /// Longest reply line accepted from a server.
 pub const MAX_REPLY_LINE: usize = 4096;
@@ -93,22 +93,30 @@ impl SmtpClient {
     /// Connects, reads the greeting, does TLS and EHLO.
     pub async fn connect(server: &Server, s: &ClientSettings) -> Result<SmtpClient, ClientError> {
         let addr = server.socket_addr();
-        let mut conn = Conn::connect(&addr, s.connect_timeout)
-            .await
-            .map_err(|source| ClientError::Connect {
+        let implicit = s.tls == TlsMode::Implicit;
+        let conn = Conn::connect_upstream(
+            &addr,
+            &server.host,
+            implicit,
+            &s.connector,
+            s.connect_timeout,
+            s.timeout,
+        )
+        .await
+        .map_err(|e| match e {
+            UpstreamError::Connect(source) => ClientError::Connect {
                 server: addr.clone(),
                 source,
-            })?;
-        conn.set_timeout(s.timeout);
+            },
+            UpstreamError::Tls(source) => ClientError::Tls {
+                server: addr.clone(),
+                source,
+            },
+        })?;
         let tls_err = |source| ClientError::Tls {
             server: addr.clone(),
             source,
         };
-        if s.tls == TlsMode::Implicit {
-            conn.connect_tls(&s.connector, &server.host)
-                .await
-                .map_err(tls_err)?;
-        }
         let mut c = SmtpClient {
             conn,
             extensions: Vec::new(),
