@@ -141,3 +141,136 @@ fn the_damaged_signed_data_inside_the_sample_is_wrong_format() {
         cms::SignatureStatus::IntegrityViolated
     );
 }
+
+fn sample_key_a() -> kim_cm::crypto::software::KeyPair {
+    kim_cm::crypto::software::read_pkcs12(
+        std::path::Path::new(&format!("{DIR}/A/hci-enc-2-kim-bsp.p12")),
+        "00",
+    )
+    .unwrap()
+}
+
+#[test]
+fn kim_cm_encrypts_and_every_recipient_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = kim_cm::testbed::pki::make(dir.path(), &["a@x.de", "b@x.de"]).unwrap();
+    let pw = std::fs::read_to_string(&pki.password_file).unwrap();
+    let keys: Vec<_> = pki
+        .accounts
+        .iter()
+        .map(|a| kim_cm::crypto::software::read_pkcs12(&a.encryption_pkcs12, pw.trim()).unwrap())
+        .collect();
+    // the attribute of gematik's sample stands in for a real one here
+    let attr = cms::recipient_emails_of(&read("inputEmail.txt.04.encryptedcms"))
+        .unwrap()
+        .unwrap()
+        .attribute_der;
+    let content = b"Content-Type: text/plain\r\n\r\nsecret".to_vec();
+    let der = cms::encrypt(&content, &[&keys[0].cert, &keys[1].cert], &attr).unwrap();
+    for k in &keys {
+        let d = cms::decrypt(&der, &k.cert, &k.key).unwrap();
+        assert_eq!(d.content, content);
+        assert_eq!(d.recipient_emails.unwrap().attribute_der, attr);
+    }
+    // two encryptions of the same content differ (fresh key and nonce)
+    assert_ne!(
+        der,
+        cms::encrypt(&content, &[&keys[0].cert], &attr).unwrap()
+    );
+}
+
+#[test]
+fn openssl_cms_decrypts_what_kim_cm_encrypts() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = sample_key_a();
+    let attr = cms::recipient_emails_of(&read("inputEmail.txt.04.encryptedcms"))
+        .unwrap()
+        .unwrap()
+        .attribute_der;
+    let content = read("inputEmail.txt.03.signedwrap");
+    let der = cms::encrypt(&content, &[&a.cert], &attr).unwrap();
+    // Debian's OpenSSL 3.0.19 cannot parse AuthEnvelopedData with unauthAttrs (openssl
+    // issue 26101; see docs): hand it the same structure without them.
+    let (ci, _) = cms::ber::read(&der).unwrap();
+    let ci = ci.children().unwrap();
+    let aed = ci[1].children().unwrap()[0].children().unwrap();
+    let kept: Vec<&[u8]> = aed
+        .iter()
+        .filter(|t| t.tag != 0xa2)
+        .map(|t| t.raw)
+        .collect();
+    let stripped = cms::der::seq(&[ci[0].raw, &cms::der::tlv(0xa0, &cms::der::seq(&kept))]);
+    let input = dir.path().join("m.der");
+    std::fs::write(&input, stripped).unwrap();
+    let out = std::process::Command::new("openssl")
+        .args(["cms", "-decrypt", "-binary", "-inform", "DER", "-in"])
+        .arg(&input)
+        .args([
+            "-inkey",
+            &format!("{DIR}/A/hci-enc-2-kim-bsp.prv.pem"),
+            "-recip",
+            &format!("{DIR}/A/hci-enc-2-kim-bsp.pem"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, content);
+}
+
+#[test]
+fn the_undamaged_signed_sample_re_encrypted_opens_fully() {
+    // .02 (undamaged) wrapped as in .03, encrypted by kim-cm for A's certificate with the
+    // signed recipient-emails attribute of .02, under the outer header of .05
+    let a = sample_key_a();
+    let signed = read("inputEmail.txt.02.signedcms");
+    let wrapped = kim_cm::kim::wrap::signed_wrap(&signed);
+    let no_trust = store_of(&[]);
+    let attr = cms::verify(&signed, &no_trust)
+        .recipient_emails
+        .unwrap()
+        .attribute_der;
+    let enveloped = cms::encrypt(&wrapped, &[&a.cert], &attr).unwrap();
+    let outer_sample = read("inputEmail.txt.05.encryptedwrap");
+    let (head, _) = kim_cm::kim::header::split(&outer_sample);
+    let mut mail = head.to_vec();
+    mail.extend_from_slice(b"\r\n");
+    kim_cm::kim::wrap::append_base64_lines(&mut mail, &enveloped);
+
+    // Trust anchor: the signer's own certificate, taken from the SignedData, accepted as
+    // a partial chain (the sample does not contain its CA, GEM.SMCB-CA24 TEST-ONLY).
+    // The certificate expired in 2023, so the path is checked at the sample's signing
+    // time, 2020-06-20 12:58:26 +0200.
+    let signer = cms::verify(&signed, &no_trust).signer.unwrap();
+    let mut b = openssl::x509::store::X509StoreBuilder::new().unwrap();
+    b.add_cert(signer).unwrap();
+    let mut param = openssl::x509::verify::X509VerifyParam::new().unwrap();
+    param
+        .set_flags(openssl::x509::verify::X509VerifyFlags::PARTIAL_CHAIN)
+        .unwrap();
+    param.set_time(1_592_650_706);
+    b.set_param(&param).unwrap();
+    let trust = b.build();
+    let keys = vec![a];
+    let opener = kim_cm::crypto::opener::SoftwareOpener {
+        keys: &keys,
+        trust: &trust,
+    };
+    let o = kim_cm::kim::receive::open(&mail, "mustersender@komle.de", &opener);
+    assert_eq!(
+        (o.decryption.as_str(), o.integrity.as_str()),
+        ("00", "01"),
+        "{}",
+        String::from_utf8_lossy(&o.mail)
+    );
+    let text = String::from_utf8_lossy(&o.mail);
+    assert!(text.contains("This is a message just to say hello."));
+    assert!(text.contains("Die Nachricht wurde entschl"));
+    assert!(
+        text.starts_with("X-KIM-DecryptionResult: 00\r\nX-KIM-IntegrityCheckResult: 01\r\n"),
+        "{text}"
+    );
+}
