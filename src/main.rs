@@ -41,6 +41,11 @@ enum Command {
         #[arg(long)]
         demo: bool,
     },
+    /// Work on one KIM mail: `open` it as the POP3 side would deliver it.
+    Message {
+        #[command(subcommand)]
+        what: MessageCmd,
+    },
     /// Make a test PKI: a CA, per account signing and encryption certificates with
     /// PKCS#12 files, and a directory folder of encryption certificates.
     Pki {
@@ -55,6 +60,24 @@ enum Command {
     Bench {
         #[command(subcommand)]
         what: kim_cm::bench::Bench,
+    },
+}
+
+#[derive(Subcommand)]
+enum MessageCmd {
+    /// Decrypt and verify MAIL (a file, or - for standard input) and print the result
+    /// with its X-KIM result fields.
+    Open {
+        /// The encryption key and certificate (PKCS#12).
+        #[arg(long)]
+        key: PathBuf,
+        /// File with the PKCS#12 password (first line).
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        /// CA certificates (PEM) that signers must chain to.
+        #[arg(long)]
+        trust: Option<PathBuf>,
+        mail: PathBuf,
     },
 }
 
@@ -168,6 +191,54 @@ fn main() -> ExitCode {
                 serve::shutdown_signal().await;
                 ExitCode::SUCCESS
             })
+        }
+        Command::Message {
+            what:
+                MessageCmd::Open {
+                    key,
+                    password_file,
+                    trust,
+                    mail,
+                },
+        } => {
+            let password = match password_file.map(std::fs::read_to_string).transpose() {
+                Ok(p) => p
+                    .unwrap_or_default()
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+                Err(e) => {
+                    eprintln!("kim-cm: cannot read the password file: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let opened = kim_cm::message::read_input(&mail)
+                .and_then(|m| kim_cm::message::open(&m, &key, &password, trust.as_deref()));
+            match opened {
+                Ok(o) => {
+                    use std::io::Write;
+                    let _ = std::io::stdout().write_all(&o.mail);
+                    if o.decryption.is_empty() || o.decryption == "00" && o.integrity == "01" {
+                        ExitCode::SUCCESS
+                    } else {
+                        eprintln!(
+                            "kim-cm: X-KIM-DecryptionResult {} X-KIM-IntegrityCheckResult {}",
+                            o.decryption,
+                            if o.integrity.is_empty() {
+                                "-"
+                            } else {
+                                &o.integrity
+                            }
+                        );
+                        ExitCode::from(1)
+                    }
+                }
+                Err(e) => {
+                    eprintln!("kim-cm: {e}");
+                    ExitCode::from(1)
+                }
+            }
         }
         Command::Pki { out, accounts } => {
             let refs: Vec<&str> = accounts.iter().map(String::as_str).collect();

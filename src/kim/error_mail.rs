@@ -176,6 +176,14 @@ pub fn not_decrypted(received: &[u8], failure: &DecryptionFailure, address: &str
 /// violation text, and the decrypted original is attached.
 pub fn integrity_failed(outer: &[u8], decrypted: &[u8], codes: &[&str]) -> Vec<u8> {
     let (inner_head, _) = header::split(decrypted);
+    // when what was decrypted is no mail (a damaged SignedData), the fields come from
+    // the outer mail
+    let (outer_head, _) = header::split(outer);
+    let inner_head = if header::find(inner_head, "From").is_some() {
+        inner_head
+    } else {
+        outer_head
+    };
     let mut extra: Vec<(&str, &str)> = vec![("X-KIM-DecryptionResult", "00")];
     extra.extend(codes.iter().map(|c| ("X-KIM-IntegrityCheckResult", *c)));
     let subject = header::value(inner_head, "Subject").unwrap_or_default();
