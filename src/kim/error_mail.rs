@@ -96,15 +96,7 @@ fn multipart(
 ) -> Vec<u8> {
     let b = boundary(attached);
     let mut out = Vec::with_capacity(attached.len() + 2048);
-    let fields = header::fields(from_header);
-    for name in TAKEN_OVER {
-        for f in fields.iter().filter(|f| f.name.eq_ignore_ascii_case(name)) {
-            out.extend_from_slice(f.raw);
-            if !f.raw.ends_with(b"\n") {
-                out.extend_from_slice(b"\r\n");
-            }
-        }
-    }
+    header::append_fields(&mut out, from_header, &TAKEN_OVER);
     out.extend_from_slice(format!("Subject: {}\r\n", encode_word(subject)).as_bytes());
     for (k, v) in extra {
         out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
@@ -203,14 +195,7 @@ pub fn integrity_failed(outer: &[u8], decrypted: &[u8], codes: &[&str]) -> Vec<u
 pub fn trace_fields(outer: &[u8]) -> Vec<u8> {
     let (head, _) = header::split(outer);
     let mut out = Vec::new();
-    for f in header::fields(head) {
-        if f.name.eq_ignore_ascii_case("Return-Path") || f.name.eq_ignore_ascii_case("Received") {
-            out.extend_from_slice(f.raw);
-            if !f.raw.ends_with(b"\n") {
-                out.extend_from_slice(b"\r\n");
-            }
-        }
-    }
+    header::append_fields(&mut out, head, &["Return-Path", "Received"]);
     out
 }
 

@@ -87,6 +87,20 @@ pub fn value(header: &[u8], name: &str) -> Option<String> {
     find(header, name).map(|f| f.value())
 }
 
+/// Appends to `out`, byte for byte, every field of `header` called one of `names`,
+/// in the order of `names` (each ending in a line end).
+pub fn append_fields(out: &mut Vec<u8>, header: &[u8], names: &[&str]) {
+    let all = fields(header);
+    for name in names {
+        for f in all.iter().filter(|f| f.name.eq_ignore_ascii_case(name)) {
+            out.extend_from_slice(f.raw);
+            if !f.raw.ends_with(b"\n") {
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+}
+
 /// Turns every line end of `text` into CRLF (bare LF and bare CR alike).
 pub fn to_crlf(text: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len() + text.len() / 32);

@@ -117,15 +117,8 @@ pub struct OuterFields<'a> {
 pub fn outer_mail(inner_header: &[u8], enveloped_der: &[u8], f: &OuterFields<'_>) -> Vec<u8> {
     let b64_len = enveloped_der.len().div_ceil(3) * 4;
     let mut out = Vec::with_capacity(2048 + b64_len + b64_len / BASE64_LINE * 2);
+    header::append_fields(&mut out, inner_header, &COPIED_FIELDS);
     let inner = header::fields(inner_header);
-    for name in COPIED_FIELDS {
-        for field in inner.iter().filter(|x| x.name.eq_ignore_ascii_case(name)) {
-            out.extend_from_slice(field.raw);
-            if !field.raw.ends_with(b"\n") {
-                out.extend_from_slice(b"\r\n");
-            }
-        }
-    }
     out.extend_from_slice(format!("Subject: {OUTER_SUBJECT}\r\n").as_bytes());
     // every inner X-KIM-* field (KOM-LE-A_2098-03)
     for field in inner
