@@ -166,7 +166,7 @@ fn kim_cm_encrypts_and_every_recipient_opens() {
         .unwrap()
         .attribute_der;
     let content = b"Content-Type: text/plain\r\n\r\nsecret".to_vec();
-    let der = cms::encrypt(&content, &[&keys[0].cert, &keys[1].cert], &attr).unwrap();
+    let der = cms::encrypt(&[&content], &[&keys[0].cert, &keys[1].cert], &attr).unwrap();
     for k in &keys {
         let d = cms::decrypt(&der, &k.cert, &k.key).unwrap();
         assert_eq!(d.content, content);
@@ -175,7 +175,7 @@ fn kim_cm_encrypts_and_every_recipient_opens() {
     // two encryptions of the same content differ (fresh key and nonce)
     assert_ne!(
         der,
-        cms::encrypt(&content, &[&keys[0].cert], &attr).unwrap()
+        cms::encrypt(&[&content], &[&keys[0].cert], &attr).unwrap()
     );
 }
 
@@ -188,7 +188,7 @@ fn openssl_cms_decrypts_what_kim_cm_encrypts() {
         .unwrap()
         .attribute_der;
     let content = read("inputEmail.txt.03.signedwrap");
-    let der = cms::encrypt(&content, &[&a.cert], &attr).unwrap();
+    let der = cms::encrypt(&[&content], &[&a.cert], &attr).unwrap();
     // Debian's OpenSSL 3.0.19 cannot parse AuthEnvelopedData with unauthAttrs (openssl
     // issue 26101; see docs): hand it the same structure without them.
     let (ci, _) = cms::ber::read(&der).unwrap();
@@ -233,7 +233,7 @@ fn the_undamaged_signed_sample_re_encrypted_opens_fully() {
         .recipient_emails
         .unwrap()
         .attribute_der;
-    let enveloped = cms::encrypt(&wrapped, &[&a.cert], &attr).unwrap();
+    let enveloped = cms::encrypt(&[&wrapped], &[&a.cert], &attr).unwrap();
     let outer_sample = read("inputEmail.txt.05.encryptedwrap");
     let (head, _) = kim_cm::kim::header::split(&outer_sample);
     let mut mail = head.to_vec();

@@ -2,19 +2,26 @@
 //! needs. Every structure kim-cm writes is DER, so a signed attribute and its
 //! unprotected copy are identical bytes.
 
-/// An element with `tag` and `content`.
-pub fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(content.len() + 6);
+/// The identifier and length octets of an element with `tag` and `len` content
+/// bytes; for writing large contents in place after it.
+pub fn header(tag: u8, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(10);
     out.push(tag);
-    let n = content.len();
-    if n < 0x80 {
-        out.push(n as u8);
+    if len < 0x80 {
+        out.push(len as u8);
     } else {
-        let bytes = n.to_be_bytes();
+        let bytes = len.to_be_bytes();
         let skip = bytes.iter().take_while(|b| **b == 0).count();
         out.push(0x80 | (bytes.len() - skip) as u8);
         out.extend_from_slice(&bytes[skip..]);
     }
+    out
+}
+
+/// An element with `tag` and `content`.
+pub fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = header(tag, content.len());
+    out.reserve(content.len());
     out.extend_from_slice(content);
     out
 }

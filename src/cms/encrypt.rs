@@ -8,18 +8,19 @@
 use openssl::md::Md;
 use openssl::pkey_ctx::PkeyCtx;
 use openssl::rsa::Padding;
-use openssl::symm::{encrypt_aead, Cipher};
+use openssl::symm::{Cipher, Crypter, Mode};
 use openssl::x509::X509Ref;
 
 use super::decrypt::{GCM_NONCE_LEN, GCM_TAG_LEN};
-use super::der;
-use super::oid;
+use super::{alg, der, oid};
 
 /// Why a structure could not be written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SealError {
     #[error("certificate {0} cannot be used for RSA-OAEP key transport")]
     UnusableCertificate(String),
+    #[error("the address {0} is not ASCII and cannot be written into recipient-emails")]
+    NotAscii(String),
     #[error("no recipient certificate")]
     NoRecipient,
     #[error("cryptography failed: {0}")]
@@ -28,18 +29,6 @@ pub enum SealError {
 
 fn crypto(e: openssl::error::ErrorStack) -> SealError {
     SealError::Crypto(e.to_string())
-}
-
-/// AlgorithmIdentifier sha256 with NULL parameters, as in gematik's sample.
-fn sha256_alg() -> Vec<u8> {
-    der::seq(&[&der::oid(oid::SHA256), &[0x05, 0x00]])
-}
-
-/// RSAES-OAEP with SHA-256 and MGF1-SHA-256 (RFC 4055).
-fn oaep_alg() -> Vec<u8> {
-    let hash = der::tlv(0xa0, &sha256_alg());
-    let mgf = der::tlv(0xa1, &der::seq(&[&der::oid(oid::MGF1), &sha256_alg()]));
-    der::seq(&[&der::oid(oid::RSAES_OAEP), &der::seq(&[&hash, &mgf])])
 }
 
 /// IssuerAndSerialNumber of `cert`.
@@ -67,56 +56,93 @@ fn wrap_key(cek: &[u8], cert: &X509Ref) -> Result<Vec<u8>, SealError> {
     Ok(out)
 }
 
-/// Encrypts `content` for every certificate in `recipients`; `recipient_emails_attr`
-/// is the DER of the recipient-emails Attribute (the same bytes as the signed one).
+/// Encrypts the concatenation of `content` for every certificate in `recipients`;
+/// `recipient_emails_attr` is the DER of the recipient-emails Attribute (the same
+/// bytes as the signed one). The ciphertext is written straight into the output.
 pub fn encrypt(
-    content: &[u8],
+    content: &[&[u8]],
     recipients: &[&X509Ref],
     recipient_emails_attr: &[u8],
 ) -> Result<Vec<u8>, SealError> {
     if recipients.is_empty() {
         return Err(SealError::NoRecipient);
     }
-    let cek = zeroize::Zeroizing::new(rand::random::<[u8; 32]>().to_vec());
+    let cek = zeroize::Zeroizing::new(rand::random::<[u8; 32]>());
     let nonce: [u8; GCM_NONCE_LEN] = rand::random();
-    let mut tag = [0u8; GCM_TAG_LEN];
-    let ciphertext = encrypt_aead(
-        Cipher::aes_256_gcm(),
-        &cek,
-        Some(&nonce),
-        &[],
-        content,
-        &mut tag,
-    )
-    .map_err(crypto)?;
 
     let mut infos = Vec::with_capacity(recipients.len());
     for cert in recipients {
-        let ek = wrap_key(&cek, cert)?;
+        let ek = wrap_key(cek.as_slice(), cert)?;
         infos.push(der::seq(&[
             &der::uint(&[0]),
             &issuer_and_serial(cert)?,
-            &oaep_alg(),
+            &alg::rsaes_oaep(),
             &der::octets(&ek),
         ]));
     }
+    let version = der::uint(&[0]);
+    let recipient_infos = der::set_of(&infos);
     let gcm_params = der::seq(&[&der::octets(&nonce), &der::uint(&[GCM_TAG_LEN as u8])]);
     let content_alg = der::seq(&[&der::oid(oid::AES256_GCM), &gcm_params]);
-    let eci = der::seq(&[
-        &der::oid(oid::DATA),
-        &content_alg,
-        &der::tlv(0x80, &ciphertext),
-    ]);
+    let data_oid = der::oid(oid::DATA);
     let unauth = der::tlv(0xa2, recipient_emails_attr);
-    let aed = der::seq(&[
-        &der::uint(&[0]),
-        &der::set_of(&infos),
+    let mac_len = 2 + GCM_TAG_LEN;
+
+    // GCM: ciphertext as long as the plaintext
+    let n: usize = content.iter().map(|p| p.len()).sum();
+    let encrypted = der::header(0x80, n);
+    let eci_len = data_oid.len() + content_alg.len() + encrypted.len() + n;
+    let eci = der::header(0x30, eci_len);
+    let aed_len =
+        version.len() + recipient_infos.len() + eci.len() + eci_len + mac_len + unauth.len();
+    let aed = der::header(0x30, aed_len);
+    let explicit = der::header(0xa0, aed.len() + aed_len);
+    let aed_oid = der::oid(oid::AUTH_ENVELOPED_DATA);
+    let ci_len = aed_oid.len() + explicit.len() + aed.len() + aed_len;
+    let ci = der::header(0x30, ci_len);
+
+    let total = ci.len() + ci_len;
+    let mut out = Vec::with_capacity(total);
+    for part in [
+        &ci,
+        &aed_oid,
+        &explicit,
+        &aed,
+        &version,
+        &recipient_infos,
         &eci,
-        &der::octets(&tag),
-        &unauth,
-    ]);
-    Ok(der::seq(&[
-        &der::oid(oid::AUTH_ENVELOPED_DATA),
-        &der::tlv(0xa0, &aed),
-    ]))
+        &data_oid,
+        &content_alg,
+        &encrypted,
+    ] {
+        out.extend_from_slice(part);
+    }
+    let mut crypter = Crypter::new(
+        Cipher::aes_256_gcm(),
+        Mode::Encrypt,
+        cek.as_slice(),
+        Some(&nonce),
+    )
+    .map_err(crypto)?;
+    let block = Cipher::aes_256_gcm().block_size();
+    for part in content {
+        let at = out.len();
+        out.resize(at + part.len() + block, 0);
+        let written = crypter.update(part, &mut out[at..]).map_err(crypto)?;
+        out.truncate(at + written);
+    }
+    let at = out.len();
+    out.resize(at + block, 0);
+    let written = crypter.finalize(&mut out[at..]).map_err(crypto)?;
+    out.truncate(at + written);
+    let mut tag = [0u8; GCM_TAG_LEN];
+    crypter.get_tag(&mut tag).map_err(crypto)?;
+    out.extend_from_slice(&der::octets(&tag));
+    out.extend_from_slice(&unauth);
+    if out.len() != total {
+        return Err(SealError::Crypto(
+            "ciphertext length differs from plaintext".into(),
+        ));
+    }
+    Ok(out)
 }

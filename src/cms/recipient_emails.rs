@@ -10,6 +10,8 @@ use openssl::bn::BigNum;
 use openssl::x509::X509Ref;
 
 use super::ber::{self, BerError, Tlv};
+use super::der;
+use super::encrypt::SealError;
 use super::oid;
 
 /// One entry: an address and the certificate (issuer, serial) it belongs to.
@@ -99,4 +101,26 @@ impl RecipientEmails {
             .filter(|e| names_cert(&e.issuer_der, &e.serial, cert))
             .collect()
     }
+}
+
+/// The recipient-emails Attribute (DER) for `entries`: one RecipientEmail per
+/// certificate with the address it belongs to (KOM-LE-A_2115-02). The same bytes go
+/// into the signed attributes and the unprotected ones (KOM-LE-A_2116).
+pub fn attribute(entries: &[(&X509Ref, &str)]) -> Result<Vec<u8>, SealError> {
+    let crypto = |e: openssl::error::ErrorStack| SealError::Crypto(e.to_string());
+    let mut values = Vec::with_capacity(entries.len());
+    for (cert, email) in entries {
+        // emailAddress is an IA5String: KIM addresses are ASCII
+        if !email.is_ascii() {
+            return Err(SealError::NotAscii(email.to_string()));
+        }
+        let issuer = cert.issuer_name().to_der().map_err(crypto)?;
+        let serial = cert.serial_number().to_bn().map_err(crypto)?.to_vec();
+        let rid = der::seq(&[&issuer, &der::uint(&serial)]);
+        values.push(der::seq(&[&der::tlv(0x16, email.as_bytes()), &rid]));
+    }
+    Ok(der::seq(&[
+        &der::oid(oid::RECIPIENT_EMAILS),
+        &der::set_of(&values),
+    ]))
 }

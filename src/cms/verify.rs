@@ -11,9 +11,6 @@ use super::ber::{self, Tlv};
 use super::oid;
 use super::recipient_emails::RecipientEmails;
 
-/// id-signedData 1.2.840.113549.1.7.2.
-const SIGNED_DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02];
-
 /// The verdict, in the terms of Tab_Verm_Sig_Prüf.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignatureStatus {
@@ -54,7 +51,7 @@ fn profile_parts(der: &[u8]) -> Option<(Option<X509>, Option<RecipientEmails>)> 
     let ci = ci.children().ok()?;
     if !ci
         .first()
-        .is_some_and(|o| o.tag == 0x06 && o.content == SIGNED_DATA)
+        .is_some_and(|o| o.tag == 0x06 && o.content == oid::SIGNED_DATA)
     {
         return None;
     }

@@ -4,4 +4,5 @@
 //! sign and decrypt for an account and never see where the key lives.
 
 pub mod opener;
+pub mod sealer;
 pub mod software;

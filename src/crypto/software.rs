@@ -71,6 +71,7 @@ fn read_password(path: Option<&Path>) -> Result<zeroize::Zeroizing<String>, KeyE
 }
 
 /// The software keys of every configured account that has them, by lower-case address.
+#[derive(Default)]
 pub struct SoftwareKeys {
     accounts: HashMap<String, AccountKeys>,
 }
@@ -82,14 +83,28 @@ impl SoftwareKeys {
             let (Some(sig), Some(enc)) = (&a.signing_pkcs12, &a.encryption_pkcs12) else {
                 continue;
             };
-            let password = read_password(a.pkcs12_password_file.as_deref())?;
-            let keys = AccountKeys {
-                signing: read_pkcs12(sig, &password)?,
-                encryption: vec![read_pkcs12(enc, &password)?],
-            };
+            let keys = Self::read_account(sig, enc, a.pkcs12_password_file.as_deref())?;
             accounts.insert(a.address.to_ascii_lowercase(), keys);
         }
         Ok(SoftwareKeys { accounts })
+    }
+
+    /// Adds (or replaces) the keys of `address`.
+    pub fn insert(&mut self, address: &str, keys: AccountKeys) {
+        self.accounts.insert(address.to_ascii_lowercase(), keys);
+    }
+
+    /// Reads one account's signing and encryption PKCS#12 files.
+    pub fn read_account(
+        signing: &Path,
+        encryption: &Path,
+        password_file: Option<&Path>,
+    ) -> Result<AccountKeys, KeyError> {
+        let password = read_password(password_file)?;
+        Ok(AccountKeys {
+            signing: read_pkcs12(signing, &password)?,
+            encryption: vec![read_pkcs12(encryption, &password)?],
+        })
     }
 
     pub fn account(&self, address: &str) -> Option<&AccountKeys> {

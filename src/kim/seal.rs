@@ -22,10 +22,13 @@ pub type CertFor = (X509, String);
 pub trait Sealer {
     /// SignedData over `content` with the sender's key and the recipient-emails
     /// attribute of `entries` as a signed attribute (KOM-LE-A_2190).
-    fn sign(&self, sender: &str, content: &[u8], entries: &[CertFor]) -> Result<Vec<u8>, String>;
-    /// AuthEnvelopedData of `content` for every certificate in `entries`, with the same
-    /// attribute as unprotected attribute (KOM-LE-A_2191).
-    fn encrypt(&self, content: &[u8], entries: &[CertFor]) -> Result<Vec<u8>, String>;
+    /// `content` is given in parts, signed as their concatenation.
+    fn sign(&self, sender: &str, content: &[&[u8]], entries: &[CertFor])
+        -> Result<Vec<u8>, String>;
+    /// AuthEnvelopedData of `content` (the concatenation of its parts) for every
+    /// certificate in `entries`, with the same attribute as unprotected attribute
+    /// (KOM-LE-A_2191).
+    fn encrypt(&self, content: &[&[u8]], entries: &[CertFor]) -> Result<Vec<u8>, String>;
 }
 
 /// Why a mail is not sent.
@@ -55,7 +58,7 @@ pub struct Sealed {
 /// Seals `mail` from `sender` for `recipients` (the envelope's RCPT TO addresses).
 /// `certs` gives each address's encryption certificates (the sender's among them).
 pub fn seal(
-    mail: &[u8],
+    mail: Vec<u8>,
     sender: &str,
     recipients: &[String],
     certs: &dyn Fn(&str) -> Vec<X509>,
@@ -86,75 +89,93 @@ pub fn seal(
         entries.extend(sender_certs.into_iter().map(|x| (x, sender.to_string())));
     }
 
-    // A_19488-02, then KOM-LE-A_2028: the inner mail as it will be signed
-    let mut inner = wrap::with_dienstkennung(mail);
-    if !unreachable.is_empty() {
-        inner = without_addresses(&inner, &unreachable);
+    // A_19488-02, then KOM-LE-A_2028 and A_23174: the inner mail as it will be signed
+    let mut inner = wrap::with_dienstkennung(&mail);
+    drop(mail);
+    if let Some(cleaned) = keeping_only(&inner, &reachable) {
+        inner = cleaned;
     }
-    let (inner_head, _) = header::split(&inner);
+    let inner_head = header::split(&inner).0.to_vec();
+    // each layer is dropped as soon as the next exists: a 15 MiB mail stays near
+    // two copies in memory
     let signed = sealer
-        .sign(sender, &wrap::rfc822_wrap(&inner), &entries)
+        .sign(sender, &[wrap::RFC822_WRAP, &inner], &entries)
         .map_err(SealRefusal::Crypto)?;
+    drop(inner);
     let enveloped = sealer
-        .encrypt(&wrap::signed_wrap(&signed), &entries)
+        .encrypt(&[wrap::SIGNED_WRAP_HEADER, &signed], &entries)
         .map_err(SealRefusal::Crypto)?;
+    drop(signed);
     Ok(Sealed {
-        mail: wrap::outer_mail(inner_head, &enveloped, fields),
+        mail: wrap::outer_mail(&inner_head, &enveloped, fields),
         recipients: reachable,
         unreachable,
     })
 }
 
-/// The mail with `drop` removed from its To and Cc fields (KOM-LE-A_2028). A field
-/// that loses all its addresses goes; untouched fields keep their bytes.
-pub fn without_addresses(mail: &[u8], drop: &[String]) -> Vec<u8> {
+/// The mail with only `keep` left in its To and Cc fields (KOM-LE-A_2028: who
+/// cannot decrypt is removed; A_23174: only addresses checked in RCPT TO remain) and
+/// without Bcc fields (Bcc recipients get their RecipientInfo but stay hidden). A
+/// field that loses all its addresses goes; untouched fields keep their bytes.
+/// `None` when nothing changes.
+pub fn keeping_only(mail: &[u8], keep: &[String]) -> Option<Vec<u8>> {
     let (head, body) = header::split(mail);
-    let is_dropped = |a: &str| drop.iter().any(|d| d.eq_ignore_ascii_case(a));
+    let kept = |a: &str| keep.iter().any(|k| k.eq_ignore_ascii_case(a));
+    let mut changed = false;
     let mut out = Vec::with_capacity(mail.len());
     for f in header::fields(head) {
         let name = f.name.to_ascii_lowercase();
+        if name == "bcc" {
+            changed = true;
+            continue;
+        }
         if name != "to" && name != "cc" {
             out.extend_from_slice(f.raw);
             continue;
         }
-        let parsed = MessageParser::default().parse(f.raw);
-        let list = parsed
-            .as_ref()
-            .and_then(|m| if name == "to" { m.to() } else { m.cc() });
-        let Some(list) = list else {
-            out.extend_from_slice(f.raw);
-            continue;
-        };
-        let all: Vec<(Option<String>, String)> = match list {
-            Address::List(v) => v
-                .iter()
-                .filter_map(|a| Some((a.name().map(str::to_string), a.address()?.to_string())))
-                .collect(),
-            Address::Group(groups) => groups
-                .iter()
-                .flat_map(|g| g.addresses.iter())
-                .filter_map(|a| Some((a.name().map(str::to_string), a.address()?.to_string())))
-                .collect(),
-        };
-        if !all.iter().any(|(_, a)| is_dropped(a)) {
+        let all = addresses(f.raw, name == "to");
+        if all.iter().all(|(_, a)| kept(a)) {
             out.extend_from_slice(f.raw);
             continue;
         }
-        let kept: Vec<String> = all
+        changed = true;
+        let left: Vec<String> = all
             .iter()
-            .filter(|(_, a)| !is_dropped(a))
+            .filter(|(_, a)| kept(a))
             .map(|(n, a)| match n {
                 Some(n) if !n.is_empty() => format!("\"{}\" <{a}>", n.replace('"', "")),
                 _ => format!("<{a}>"),
             })
             .collect();
-        if !kept.is_empty() {
-            out.extend_from_slice(format!("{}: {}\r\n", f.name, kept.join(", ")).as_bytes());
+        if !left.is_empty() {
+            out.extend_from_slice(format!("{}: {}\r\n", f.name, left.join(", ")).as_bytes());
         }
     }
-    out.extend_from_slice(&mail[head.len()..head.len() + (mail.len() - head.len() - body.len())]);
+    if !changed {
+        return None;
+    }
+    out.extend_from_slice(&mail[head.len()..mail.len() - body.len()]);
     out.extend_from_slice(body);
-    out
+    Some(out)
+}
+
+/// The (display name, address) pairs of one To or Cc field.
+fn addresses(raw: &[u8], is_to: bool) -> Vec<(Option<String>, String)> {
+    let parsed = MessageParser::default().parse(raw);
+    let list = parsed
+        .as_ref()
+        .and_then(|m| if is_to { m.to() } else { m.cc() });
+    let pair =
+        |a: &mail_parser::Addr<'_>| Some((a.name().map(str::to_string), a.address()?.to_string()));
+    match list {
+        Some(Address::List(v)) => v.iter().filter_map(pair).collect(),
+        Some(Address::Group(groups)) => groups
+            .iter()
+            .flat_map(|g| g.addresses.iter())
+            .filter_map(pair)
+            .collect(),
+        None => Vec::new(),
+    }
 }
 
 #[cfg(test)]
@@ -170,13 +191,13 @@ mod tests {
     }
 
     impl Sealer for Recorder {
-        fn sign(&self, _: &str, content: &[u8], entries: &[CertFor]) -> Result<Vec<u8>, String> {
-            *self.signed.borrow_mut() = content.to_vec();
+        fn sign(&self, _: &str, content: &[&[u8]], entries: &[CertFor]) -> Result<Vec<u8>, String> {
+            *self.signed.borrow_mut() = content.concat();
             *self.entries.borrow_mut() = entries.iter().map(|(_, a)| a.clone()).collect();
             Ok(b"SIGNED".to_vec())
         }
-        fn encrypt(&self, content: &[u8], _: &[CertFor]) -> Result<Vec<u8>, String> {
-            assert!(content.ends_with(b"SIGNED"));
+        fn encrypt(&self, content: &[&[u8]], _: &[CertFor]) -> Result<Vec<u8>, String> {
+            assert!(content.concat().ends_with(b"SIGNED"));
             Ok(b"ENVELOPED".to_vec())
         }
     }
@@ -206,9 +227,9 @@ mod tests {
         let certs = |_: &str| vec![c.clone()];
         let r = Recorder::default();
         let sealed = seal(
-            MAIL,
+            MAIL.to_vec(),
             "a@x.de",
-            &["b@x.de".into(), "bcc@x.de".into()],
+            &["b@x.de".into(), "c@x.de".into(), "bcc@x.de".into()],
             &certs,
             &r,
             &FIELDS,
@@ -216,7 +237,10 @@ mod tests {
         .unwrap();
         assert!(sealed.unreachable.is_empty());
         // Bcc and the sender get their RecipientInfo
-        assert_eq!(*r.entries.borrow(), vec!["b@x.de", "bcc@x.de", "a@x.de"]);
+        assert_eq!(
+            *r.entries.borrow(),
+            vec!["b@x.de", "c@x.de", "bcc@x.de", "a@x.de"]
+        );
         // what was signed: the rfc822 wrap of the mail with the Dienstkennung
         assert_eq!(
             *r.signed.borrow(),
@@ -238,7 +262,7 @@ mod tests {
         };
         let r = Recorder::default();
         let sealed = seal(
-            MAIL,
+            MAIL.to_vec(),
             "a@x.de",
             &["b@x.de".into(), "c@x.de".into()],
             &certs,
@@ -262,7 +286,15 @@ mod tests {
         let r = Recorder::default();
         let none = |_: &str| Vec::<X509>::new();
         assert_eq!(
-            seal(MAIL, "a@x.de", &["b@x.de".into()], &none, &r, &FIELDS).unwrap_err(),
+            seal(
+                MAIL.to_vec(),
+                "a@x.de",
+                &["b@x.de".into()],
+                &none,
+                &r,
+                &FIELDS
+            )
+            .unwrap_err(),
             SealRefusal::SenderNotEncryptable("a@x.de".into())
         );
         let only_sender = |a: &str| {
@@ -274,7 +306,7 @@ mod tests {
         };
         assert_eq!(
             seal(
-                MAIL,
+                MAIL.to_vec(),
                 "a@x.de",
                 &["b@x.de".into()],
                 &only_sender,
@@ -289,10 +321,17 @@ mod tests {
     #[test]
     fn untouched_fields_keep_their_bytes() {
         let m = b"To: b@x.de,\r\n c@x.de\r\nCc: d@x.de\r\n\r\nx";
-        assert_eq!(without_addresses(m, &["z@x.de".into()]), m);
+        let all = ["b@x.de".into(), "c@x.de".into(), "d@x.de".into()];
+        assert_eq!(keeping_only(m, &all), None);
         assert_eq!(
-            without_addresses(m, &["d@x.de".into()]),
+            keeping_only(m, &all[..2]).unwrap(),
             b"To: b@x.de,\r\n c@x.de\r\n\r\nx"
+        );
+        // A_23174: an address not checked in RCPT TO goes too; Bcc always goes
+        let m = b"To: b@x.de, \"Zed\" <z@x.de>\r\nBcc: d@x.de\r\nSubject: s\r\n\r\nx";
+        assert_eq!(
+            keeping_only(m, &all).unwrap(),
+            b"To: <b@x.de>\r\nSubject: s\r\n\r\nx"
         );
     }
 }

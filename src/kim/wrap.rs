@@ -22,8 +22,8 @@ pub const OUTER_SUBJECT: &str = "KOM-LE-Nachricht";
 /// Line length of the outer base64 body (RFC 2045).
 pub const BASE64_LINE: usize = 76;
 
-const RFC822_WRAP: &[u8] = b"Content-Type: message/rfc822\r\n\r\n";
-const SIGNED_WRAP_HEADER: &[u8] = b"MIME-Version: 1.0\r\n\
+pub const RFC822_WRAP: &[u8] = b"Content-Type: message/rfc822\r\n\r\n";
+pub const SIGNED_WRAP_HEADER: &[u8] = b"MIME-Version: 1.0\r\n\
 Content-Type: application/pkcs7-mime; smime-type=signed-data; name=smime.p7m\r\n\
 Content-Transfer-Encoding: binary\r\n\
 Content-Disposition: attachment; filename=smime.p7m\r\n\r\n";
