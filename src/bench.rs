@@ -91,7 +91,7 @@ impl ProxyProcess {
         std::fs::write(
             &cfg,
             format!(
-                "[proxy]\ndata_dir = \"{}\"\n[log]\nlevel = \"warn,kim_cm::serve=info\"\n\
+                "[proxy]\ndata_dir = \"{}\"\nallow_unsealed_for_testing = true\n[log]\nlevel = \"warn,kim_cm::serve=info\"\n\
                  [[smtp_listener]]\naddress = \"127.0.0.1:0\"\ntls = \"plain\"\n\
                  [upstream]\nca_file = \"{}\"\n",
                 dir.join("proxy").display(),

@@ -81,6 +81,9 @@ pub struct Proxy {
     pub client_timeout_secs: u64,
     pub upstream_timeout_secs: u64,
     pub connect_timeout_secs: u64,
+    /// Accounts without keys send and receive mail unsealed. For tests of the
+    /// transport only: never in the TI.
+    pub allow_unsealed_for_testing: bool,
 }
 
 impl Default for Proxy {
@@ -93,6 +96,7 @@ impl Default for Proxy {
             client_timeout_secs: DEFAULT_TIMEOUT_SECS,
             upstream_timeout_secs: DEFAULT_TIMEOUT_SECS,
             connect_timeout_secs: 30,
+            allow_unsealed_for_testing: false,
         }
     }
 }

@@ -172,9 +172,16 @@ fn main() -> ExitCode {
                     }
                 };
                 if demo {
-                    return match sandbox::demo::run(&sb.info).await {
-                        Ok(mail) => {
-                            println!("\nThis arrived in bob's mailbox through kim-cm:\n\n{mail}");
+                    return match sandbox::demo::run(&sb).await {
+                        Ok(demo) => {
+                            println!(
+                                "\nThis is what the Fachdienst stored for bob: signed and encrypted by kim-cm:\n\n{}",
+                                demo.sealed_excerpt
+                            );
+                            println!(
+                                "\nThis arrived in bob's mailbox through kim-cm:\n\n{}",
+                                demo.opened
+                            );
                             ExitCode::SUCCESS
                         }
                         Err(e) => {

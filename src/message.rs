@@ -4,9 +4,6 @@
 use std::io::Read;
 use std::path::Path;
 
-use openssl::x509::store::X509StoreBuilder;
-use openssl::x509::X509;
-
 use crate::cms;
 use crate::crypto::opener::SoftwareOpener;
 use crate::crypto::software::read_pkcs12;
@@ -34,16 +31,7 @@ pub fn open(
     trust_file: Option<&Path>,
 ) -> Result<receive::Opened, String> {
     let key = read_pkcs12(key_file, password).map_err(|e| e.to_string())?;
-    let mut store = X509StoreBuilder::new().map_err(|e| e.to_string())?;
-    if let Some(t) = trust_file {
-        let pem = std::fs::read(t).map_err(|e| format!("cannot read {}: {e}", t.display()))?;
-        for c in X509::stack_from_pem(&pem)
-            .map_err(|e| format!("{}: not PEM certificates: {e}", t.display()))?
-        {
-            store.add_cert(c).map_err(|e| e.to_string())?;
-        }
-    }
-    let trust = store.build();
+    let trust = crate::crypto::trust::load(trust_file)?;
     let (_, body) = header::split(mail);
     let address = wrap::decode_base64_lines(body)
         .and_then(|der| cms::recipient_emails_of(&der).ok().flatten())

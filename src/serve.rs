@@ -8,13 +8,19 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, Listener};
-use crate::kim::send::SendPipeline;
+use crate::crypto::software::{KeyError, SoftwareKeys};
+use crate::directory::folder::FolderDirectory;
+use crate::kim::send::{Sealing, SendPipeline, SoftwareSealing};
 use crate::listener::ListenerSettings;
 use crate::net::{tls, TlsMode};
-use crate::proxy::pop3::Pop3Proxy;
+use crate::proxy::pop3::{Opening, Pop3Proxy};
 use crate::proxy::smtp::SmtpProxy;
 use crate::spool::SpoolSettings;
+use crate::store::{Store, StoreError};
 use crate::{pop3, smtp};
+
+/// The embedded state database in the data directory.
+pub const STATE_FILE: &str = "state.sqlite";
 
 /// Why the proxy could not start; the message names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +32,12 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Keys(#[from] KeyError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Setup(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -105,12 +117,48 @@ async fn open(
     Ok((listener, settings, addr))
 }
 
+/// Keys, directory and trust anchors, read once at start.
+struct Crypto {
+    keys: Arc<SoftwareKeys>,
+    directory: FolderDirectory,
+    trust: Arc<openssl::x509::store::X509Store>,
+}
+
+/// Reads what sealing and opening need; `None` when the config runs unsealed
+/// (`allow_unsealed_for_testing` and no account with keys).
+fn crypto(cfg: &Config) -> Result<Option<Crypto>, StartError> {
+    let keys = SoftwareKeys::from_config(cfg)?;
+    if keys.is_empty() && cfg.proxy.allow_unsealed_for_testing {
+        return Ok(None);
+    }
+    let Some(folder) = cfg.directory.folder.clone() else {
+        return Err(StartError::Setup(
+            "[directory] folder is not set: kim-cm needs the recipients' encryption certificates to seal mail"
+                .into(),
+        ));
+    };
+    if !folder.is_dir() {
+        return Err(StartError::Setup(format!(
+            "[directory] folder {} is not a folder",
+            folder.display()
+        )));
+    }
+    let trust = crate::crypto::trust::load(cfg.trust.ca_file.as_deref())
+        .map_err(|e| StartError::Setup(format!("[trust] ca_file: {e}")))?;
+    Ok(Some(Crypto {
+        keys: Arc::new(keys),
+        directory: FolderDirectory::new(folder),
+        trust: Arc::new(trust),
+    }))
+}
+
 /// Checks everything `start` would need, without opening listeners.
 pub fn check(cfg: &Config) -> Result<(), StartError> {
     upstream_connector(cfg)?;
     for l in cfg.smtp_listener.iter().chain(cfg.pop3_listener.iter()) {
         acceptor(l)?;
     }
+    crypto(cfg)?;
     Ok(())
 }
 
@@ -125,6 +173,33 @@ pub async fn start(cfg: Arc<Config>) -> Result<Running, StartError> {
         path: spool.dir.display().to_string(),
         source,
     })?;
+    let (sealing, opening) = match crypto(&cfg)? {
+        None => {
+            tracing::warn!("allow_unsealed_for_testing: mails go to the Fachdienst unsigned and unencrypted; never use this in the TI");
+            (Sealing::Unsealed, Opening::Unopened)
+        }
+        Some(c) => {
+            let store = Arc::new(Store::open(&cfg.proxy.data_dir.join(STATE_FILE))?);
+            for a in cfg
+                .account
+                .iter()
+                .filter(|a| c.keys.account(&a.address).is_none())
+            {
+                tracing::warn!(account = %a.address, "no keys configured: this account can neither send nor read KIM mail");
+            }
+            (
+                Sealing::Software(Arc::new(SoftwareSealing {
+                    keys: c.keys.clone(),
+                    directory: c.directory,
+                })),
+                Opening::Software {
+                    keys: c.keys,
+                    trust: c.trust,
+                    store,
+                },
+            )
+        }
+    };
     let mut running = Running {
         smtp: Vec::new(),
         pop3: Vec::new(),
@@ -140,7 +215,7 @@ pub async fn start(cfg: Arc<Config>) -> Result<Running, StartError> {
             timeout: cfg.proxy.upstream_timeout(),
             helo_name: cfg.proxy.name.clone(),
         },
-        SendPipeline::new(),
+        SendPipeline::new(sealing, &cfg.proxy.name),
     ));
     for l in &cfg.smtp_listener {
         let (listener, settings, addr) = open(&cfg, l, &spool).await?;
@@ -158,6 +233,7 @@ pub async fn start(cfg: Arc<Config>) -> Result<Running, StartError> {
             connect_timeout: cfg.proxy.connect_timeout(),
             timeout: cfg.proxy.upstream_timeout(),
         },
+        opening,
     ));
     for l in &cfg.pop3_listener {
         let (listener, settings, addr) = open(&cfg, l, &spool).await?;

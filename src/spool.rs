@@ -47,6 +47,12 @@ impl Spool {
         }
     }
 
+    /// A new in-memory spool with the same settings, holding `data` (a processed
+    /// mail replacing this one).
+    pub fn with_bytes(&self, data: Vec<u8>) -> Spool {
+        Spool::from_bytes(data, &self.settings)
+    }
+
     pub fn len(&self) -> u64 {
         self.len
     }

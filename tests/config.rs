@@ -59,6 +59,18 @@ fn check_config_reports_missing_files_and_accepts_good_ones() {
     assert!(err.contains("ca.pem"), "{err}");
 
     kim_cm::testbed::ca::make_tls_ca(dir.path(), &[]).unwrap();
+    // without a directory of encryption certificates nothing can be sealed
+    let out = Command::new(bin())
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("[directory] folder is not set"), "{err}");
+
+    std::fs::create_dir(dir.path().join("certs")).unwrap();
+    std::fs::write(&path, format!("{body}[directory]\nfolder = \"certs\"\n")).unwrap();
     let out = Command::new(bin())
         .arg("check-config")
         .arg(&path)

@@ -17,14 +17,14 @@ fn smtps_starttls_pop3s_and_stls_listeners() {
         tls.ca_cert.display().to_string(),
     );
     let k = KimCm::serve(&format!(
-        "[proxy]\ndata_dir = \"{{dir}}/data\"\n\
+        "[proxy]\ndata_dir = \"{{dir}}/data\"\nallow_unsealed_for_testing = true\n\
          [[smtp_listener]]\naddress = \"127.0.0.1:0\"\ntls = \"implicit\"\ncert = \"{cert}\"\nkey = \"{key}\"\n\
          [[pop3_listener]]\naddress = \"127.0.0.1:0\"\ntls = \"implicit\"\ncert = \"{cert}\"\nkey = \"{key}\"\n\
          [upstream]\nca_file = \"{}\"\n",
         sb.ca_file()
     ));
     let k2 = KimCm::serve(&format!(
-        "[proxy]\ndata_dir = \"{{dir}}/data\"\n\
+        "[proxy]\ndata_dir = \"{{dir}}/data\"\nallow_unsealed_for_testing = true\n\
          [[smtp_listener]]\naddress = \"127.0.0.1:0\"\ntls = \"starttls\"\ncert = \"{cert}\"\nkey = \"{key}\"\n\
          [[pop3_listener]]\naddress = \"127.0.0.1:0\"\ntls = \"starttls\"\ncert = \"{cert}\"\nkey = \"{key}\"\n\
          [upstream]\nca_file = \"{}\"\n",

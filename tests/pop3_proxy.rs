@@ -97,7 +97,7 @@ impl Fixture {
 
         // kim-cm's POP3 proxy, from a config as a user would write it
         let config_text = format!(
-            "[proxy]\nname = \"kim-cm-test\"\ndata_dir = \"{data}\"\nspool_memory_limit = 4096\n\
+            "[proxy]\nname = \"kim-cm-test\"\ndata_dir = \"{data}\"\nallow_unsealed_for_testing = true\nspool_memory_limit = 4096\n\
              client_timeout_secs = 30\nupstream_timeout_secs = 30\nconnect_timeout_secs = 5\n\
              [[pop3_listener]]\naddress = \"127.0.0.1:2110\"\ntls = \"plain\"\n\
              [upstream]\nca_file = \"{ca}\"\npop3_tls = \"implicit\"\n\
@@ -115,6 +115,7 @@ impl Fixture {
                 connect_timeout: config.proxy.connect_timeout(),
                 timeout: config.proxy.upstream_timeout(),
             },
+            kim_cm::proxy::pop3::Opening::Unopened,
         ));
         let proxy_settings = Arc::new(server::Settings {
             name: config.proxy.name.clone(),

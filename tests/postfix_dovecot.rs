@@ -19,7 +19,7 @@ fn peers() -> RealFachdienst {
 
 fn proxy(rf: &RealFachdienst, smtp_tls: &str, pop3_tls: &str) -> KimCm {
     KimCm::serve(&format!(
-        "[proxy]\ndata_dir = \"{{dir}}/data\"\n\
+        "[proxy]\ndata_dir = \"{{dir}}/data\"\nallow_unsealed_for_testing = true\n\
          [[smtp_listener]]\naddress = \"127.0.0.1:0\"\ntls = \"plain\"\n\
          [[pop3_listener]]\naddress = \"127.0.0.1:0\"\ntls = \"plain\"\n\
          [upstream]\nca_file = \"{}\"\nsmtp_tls = \"{smtp_tls}\"\npop3_tls = \"{pop3_tls}\"\n",

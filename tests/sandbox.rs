@@ -37,14 +37,15 @@ fn sandbox_demo_sends_and_fetches_one_mail() {
 }
 
 #[test]
-fn curl_round_trip_is_byte_identical() {
+fn curl_round_trip_seals_and_opens() {
     let sb = Sandbox::start();
     let (alice, apw, asmtp, _) = sb.account(0);
     let (bob, bpw, _, bpop3) = sb.account(1);
-    let mail = format!(
-        "From: <{alice}>\r\nTo: <{bob}>\r\nSubject: curl\r\nMessage-ID: <curl-1@praxis-a.kim.test>\r\n\r\n\
-         line one\r\n.starts with a dot\r\n..two dots\r\n\r\n\u{00e4}\u{00f6}\u{00fc} 8bit\r\nlast line\r\n"
+    let head = format!(
+        "From: <{alice}>\r\nTo: <{bob}>\r\nSubject: curl\r\nMessage-ID: <curl-1@praxis-a.kim.test>\r\n"
     );
+    let body = "line one\r\n.starts with a dot\r\n..two dots\r\n\r\n\u{00e4}\u{00f6}\u{00fc} 8bit\r\nlast line\r\n";
+    let mail = format!("{head}\r\n{body}");
     let file = write_file(sb.dir.path(), "mail.eml", mail.as_bytes());
     let url = url_with_login("smtp", &sb.addr("proxy_smtp"), &asmtp, &apw, "");
     let (code, _, err) = curl(&[
@@ -59,16 +60,50 @@ fn curl_round_trip_is_byte_identical() {
     ]);
     assert_eq!(code, 0, "curl smtp: {err}\n{}", sb.log());
 
-    // what the Fachdienst stored is the client's mail below the MTA's trace headers
+    // what the Fachdienst stored is a sealed KIM mail: no plaintext on the way
     let stored = sb.stored_mails(&bob);
     assert_eq!(stored.len(), 1);
-    assert_eq!(strip_trace_headers(&stored[0]), mail.as_bytes());
+    let sealed = String::from_utf8_lossy(&stored[0]).into_owned();
+    assert!(
+        sealed.contains("\r\nSubject: KOM-LE-Nachricht\r\n"),
+        "{sealed}"
+    );
+    assert!(sealed.contains("smime-type=authenticated-enveloped-data"));
+    assert!(!sealed.contains("line one") && !sealed.contains("Subject: curl"));
 
-    // fetched back through the proxy: exactly what the Fachdienst stored
+    // fetched back through the proxy: opened, with the results on top and the
+    // client's bytes (dots, 8-bit) unchanged below
     let url = url_with_login("pop3", &sb.addr("proxy_pop3"), &bpop3, &bpw, "/1");
     let (code, got, err) = curl(&["--url", &url]);
     assert_eq!(code, 0, "curl pop3: {err}\n{}", sb.log());
-    assert_eq!(got, stored[0]);
+    let opened = strip_trace_headers(&got);
+    let want = format!(
+        "X-KIM-DecryptionResult: 00\r\nX-KIM-IntegrityCheckResult: 01\r\n{head}\
+         X-KIM-Dienstkennung: KIM-Mail;Default;V1.0\r\n\r\n{body}"
+    );
+    assert!(
+        opened.starts_with(want.as_bytes()),
+        "{}",
+        String::from_utf8_lossy(&opened)
+    );
+    let notes = String::from_utf8_lossy(&opened[want.len()..]).into_owned();
+    assert!(
+        notes.contains("Die Nachricht wurde entschlüsselt.")
+            && notes.contains("Die Signatur wurde erfolgreich geprüft."),
+        "{notes}"
+    );
+
+    // the same RETR again: the same bytes, and LIST said that size
+    let (_, again, _) = curl(&["--url", &url]);
+    assert_eq!(again, got);
+    let list_url = url_with_login("pop3", &sb.addr("proxy_pop3"), &bpop3, &bpw, "");
+    let (code, list, err) = curl(&["--url", &list_url]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&list).trim(),
+        format!("1 {}", got.len()),
+        "LIST reports the size the client receives"
+    );
 }
 
 #[test]
@@ -158,8 +193,12 @@ fn smtplib_sees_the_spec_dialogue() {
     );
     // the Fachdienst's refusals reach the client with their codes
     assert_eq!(code("wrong_sender"), 553, "{}", v["wrong_sender"]);
-    assert_eq!(code("unknown_rcpt"), 550, "{}", v["unknown_rcpt"]);
-    assert!(text("unknown_rcpt").starts_with("5.1.1"));
+    // KOM-LE-A_2025: nobody to encrypt for: 451, nothing goes to the MTA
+    assert_eq!(code("unknown_rcpt"), 451, "{}", v["unknown_rcpt"]);
+    assert!(
+        text("unknown_rcpt").starts_with("4.7.5")
+            && text("unknown_rcpt").contains("nobody@praxis-b.kim.test")
+    );
     assert_eq!(code("quit"), 221);
     assert_eq!(v["send_plain_address"], true);
     // exactly the two good mails arrived, nothing from the refused ones

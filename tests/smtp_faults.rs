@@ -9,7 +9,7 @@ use common::raw::{plain, Raw};
 
 fn proxy_for(ca_file: &std::path::Path, extra_proxy: &str) -> KimCm {
     KimCm::serve(&format!(
-        "[proxy]\ndata_dir = \"{{dir}}/data\"\n{extra_proxy}\n\
+        "[proxy]\ndata_dir = \"{{dir}}/data\"\nallow_unsealed_for_testing = true\n{extra_proxy}\n\
          [[smtp_listener]]\naddress = \"127.0.0.1:0\"\ntls = \"plain\"\n\
          [upstream]\nca_file = \"{}\"\n",
         ca_file.display()

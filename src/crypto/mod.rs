@@ -6,3 +6,4 @@
 pub mod opener;
 pub mod sealer;
 pub mod software;
+pub mod trust;

@@ -107,6 +107,10 @@ impl SoftwareKeys {
         })
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.accounts.is_empty()
+    }
+
     pub fn account(&self, address: &str) -> Option<&AccountKeys> {
         self.accounts.get(&address.to_ascii_lowercase())
     }

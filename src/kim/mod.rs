@@ -1,6 +1,7 @@
-//! The KIM domain, without I/O: login user names, the send pipeline and, later, the
-//! receive pipeline, headers and error mails. Nothing in here opens a socket.
+//! The KIM domain, without sockets: login user names, the send and receive
+//! pipelines, the layers of a KIM mail, result headers, error mails and DSNs.
 
+pub mod dsn;
 pub mod error_mail;
 pub mod header;
 pub mod login;

@@ -8,7 +8,6 @@
 //! [`Opener`], so these rules are the same whichever provider holds the keys.
 
 use super::{error_mail, header, notes, wrap};
-use crate::spool::Spool;
 
 /// KIM versions this Clientmodul opens (X-KOM-LE-Version).
 pub const SUPPORTED_VERSIONS: [&str; 2] = ["1.0", "1.5"];
@@ -201,12 +200,6 @@ fn security_violation(received: &[u8], original: &[u8], codes: &[&str]) -> Opene
         decryption: "00".into(),
         integrity: codes.join(","),
     }
-}
-
-/// Turns the mail as the Fachdienst delivered it into the mail for the client.
-/// Until the proxy has a crypto provider, mails pass through unchanged.
-pub fn open_received(spool: Spool) -> Spool {
-    spool
 }
 
 #[cfg(test)]

@@ -6,24 +6,57 @@
 //! login succeeds exactly when the Fachdienst's does. After that every command goes
 //! upstream as it comes; RETR runs the receive pipeline over the spooled mail.
 //!
+//! Sizes: LIST and STAT report what the client will receive (the opened mail, not
+//! the encrypted one). A message seen for the first time is fetched and opened to
+//! learn its size; the outcome (size and result codes) is kept per account and UIDL
+//! in the store, and the opened bytes are kept for this session up to
+//! [`SESSION_CACHE_BYTES`], so the RETR that usually follows costs no second download.
+//! Opening is deterministic, so a later RETR yields the same bytes without any
+//! plaintext written to disk.
+//!
 //! Nothing is deleted upstream unless the client deleted it and said QUIT: a client
 //! that vanishes gets its upstream connection closed without QUIT, and a POP3 server
 //! does not delete anything for a session that did not reach the UPDATE state.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use openssl::x509::store::X509Store;
+
 use crate::config::Config;
+use crate::crypto::opener::SoftwareOpener;
+use crate::crypto::software::SoftwareKeys;
 use crate::kim::login::{LoginName, Protocol, Server};
-use crate::kim::receive::open_received;
+use crate::kim::receive;
 use crate::pop3::client::{resp_code, ClientError, ClientSettings, Pop3Client};
 use crate::pop3::server::{Backend, ClientInfo, LoginRefused, Mailbox, MailboxError};
 use crate::spool::{Spool, SpoolSettings};
+use crate::store::{OpenResult, Store};
+
+/// Opened mails kept in memory per session between LIST/STAT and RETR.
+pub const SESSION_CACHE_BYTES: usize = 16 * 1024 * 1024;
+
+/// How received mails are opened.
+#[derive(Clone)]
+pub enum Opening {
+    /// Passed through as they come. Only for tests of the transport
+    /// (`allow_unsealed_for_testing`); never in the TI.
+    Unopened,
+    /// With the accounts' software keys, signatures checked against `trust`, results
+    /// kept in `store`.
+    Software {
+        keys: Arc<SoftwareKeys>,
+        trust: Arc<X509Store>,
+        store: Arc<Store>,
+    },
+}
 
 /// The POP3 side of kim-cm.
 pub struct Pop3Proxy {
     config: Arc<Config>,
     client: ClientSettings,
     spool: SpoolSettings,
+    opening: Opening,
 }
 
 /// One logged-in client: its upstream connection to the Fachdienst's mailbox.
@@ -32,10 +65,15 @@ pub struct ProxyMailbox {
     server: Server,
     upstream: Pop3Client,
     spool: SpoolSettings,
+    opening: Opening,
+    /// Message number to UIDL, read once per session.
+    uidls: Option<HashMap<usize, String>>,
+    /// Opened mails not yet retrieved, within [`SESSION_CACHE_BYTES`].
+    opened: HashMap<usize, Vec<u8>>,
 }
 
 impl Pop3Proxy {
-    pub fn new(config: Arc<Config>, client: ClientSettings) -> Pop3Proxy {
+    pub fn new(config: Arc<Config>, client: ClientSettings, opening: Opening) -> Pop3Proxy {
         let spool = SpoolSettings {
             dir: config.proxy.data_dir.join("spool"),
             memory_limit: config.proxy.spool_memory_limit,
@@ -44,6 +82,7 @@ impl Pop3Proxy {
             config,
             client,
             spool,
+            opening,
         }
     }
 
@@ -114,6 +153,9 @@ impl Backend for Pop3Proxy {
                     server,
                     upstream,
                     spool: self.spool.clone(),
+                    opening: self.opening.clone(),
+                    uidls: None,
+                    opened: HashMap::new(),
                 })
             }
             Err(ClientError::Rejected(text)) => {
@@ -156,15 +198,130 @@ impl ProxyMailbox {
     }
 }
 
+impl ProxyMailbox {
+    /// The UIDL of message `n`, when the Fachdienst offers UIDL.
+    async fn uidl_of(&mut self, n: usize) -> Option<String> {
+        if self.uidls.is_none() {
+            let all = match self.upstream.uidl(None).await {
+                Ok(v) => v.into_iter().collect(),
+                Err(e) => {
+                    tracing::warn!(user = %self.login.address, "UIDL at the Fachdienst failed, results are not kept: {e}");
+                    HashMap::new()
+                }
+            };
+            self.uidls = Some(all);
+        }
+        self.uidls.as_ref().and_then(|m| m.get(&n).cloned())
+    }
+
+    /// Fetches message `n` and opens it for the logged-in user.
+    async fn fetch_opened(&mut self, n: usize) -> Result<Spool, MailboxError> {
+        let mut spool = Spool::new(&self.spool);
+        let r = self.upstream.retr_into(n, &mut spool).await;
+        r.map_err(|e| self.error(e))?;
+        let Opening::Software { keys, trust, store } = self.opening.clone() else {
+            return Ok(spool);
+        };
+        let received = spool
+            .to_vec()
+            .await
+            .map_err(|e| self.error(ClientError::Spool(e)))?;
+        drop(spool);
+        let address = self.login.address.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            let none = Vec::new();
+            let account_keys = keys.account(&address).map(|k| &k.encryption);
+            if account_keys.is_none() {
+                tracing::warn!(user = %address, "no keys are configured for this account; its KIM mails cannot be decrypted");
+            }
+            let opener = SoftwareOpener {
+                keys: account_keys.unwrap_or(&none),
+                trust: &trust,
+            };
+            receive::open(&received, &address, &opener)
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!("opening task failed: {e}");
+            MailboxError::Refused("[SYS/TEMP] local error while opening the message, try again".into())
+        })?;
+        if !opened.decryption.is_empty() {
+            tracing::info!(
+                user = %self.login.address,
+                n,
+                decryption = %opened.decryption,
+                integrity = %opened.integrity,
+                "KIM mail opened"
+            );
+        }
+        let result = OpenResult {
+            size: opened.mail.len() as u64,
+            decryption: opened.decryption,
+            integrity: opened.integrity,
+        };
+        if let Some(uidl) = self.uidl_of(n).await {
+            match store.open_result(&self.login.address, &uidl) {
+                Ok(Some(before)) if before == result => {}
+                Ok(before) => {
+                    if let Some(b) = before {
+                        tracing::warn!(user = %self.login.address, %uidl, "the message opens differently than when first fetched ({} {} now {} {}): keys or trust anchors changed", b.decryption, b.integrity, result.decryption, result.integrity);
+                    }
+                    if let Err(e) = store.put_open_result(&self.login.address, &uidl, &result) {
+                        tracing::error!("{e}");
+                    }
+                }
+                Err(e) => tracing::error!("{e}"),
+            }
+        }
+        Ok(Spool::from_bytes(opened.mail, &self.spool))
+    }
+
+    /// The size the client receives for message `n` (upstream size `raw`): the stored
+    /// outcome, or the mail opened now (and kept for the RETR that follows).
+    async fn client_size(&mut self, n: usize, raw: u64) -> Result<u64, MailboxError> {
+        let Opening::Software { store, .. } = self.opening.clone() else {
+            return Ok(raw);
+        };
+        if let Some(m) = self.opened.get(&n) {
+            return Ok(m.len() as u64);
+        }
+        if let Some(uidl) = self.uidl_of(n).await {
+            if let Ok(Some(r)) = store.open_result(&self.login.address, &uidl) {
+                return Ok(r.size);
+            }
+        }
+        let mut spool = self.fetch_opened(n).await?;
+        let size = spool.len();
+        let cached: usize = self.opened.values().map(Vec::len).sum();
+        if cached + size as usize <= SESSION_CACHE_BYTES {
+            let bytes = spool
+                .to_vec()
+                .await
+                .map_err(|e| self.error(ClientError::Spool(e)))?;
+            self.opened.insert(n, bytes);
+        }
+        Ok(size)
+    }
+}
+
 impl Mailbox for ProxyMailbox {
     async fn stat(&mut self) -> Result<(usize, u64), MailboxError> {
-        let r = self.upstream.stat().await;
-        r.map_err(|e| self.error(e))
+        if matches!(self.opening, Opening::Unopened) {
+            let r = self.upstream.stat().await;
+            return r.map_err(|e| self.error(e));
+        }
+        let all = self.list(None).await?;
+        Ok((all.len(), all.iter().map(|(_, s)| s).sum()))
     }
 
     async fn list(&mut self, n: Option<usize>) -> Result<Vec<(usize, u64)>, MailboxError> {
         let r = self.upstream.list(n).await;
-        r.map_err(|e| self.error(e))
+        let raw = r.map_err(|e| self.error(e))?;
+        let mut out = Vec::with_capacity(raw.len());
+        for (i, size) in raw {
+            out.push((i, self.client_size(i, size).await?));
+        }
+        Ok(out)
     }
 
     async fn uidl(&mut self, n: Option<usize>) -> Result<Vec<(usize, String)>, MailboxError> {
@@ -173,10 +330,10 @@ impl Mailbox for ProxyMailbox {
     }
 
     async fn retr(&mut self, n: usize) -> Result<Spool, MailboxError> {
-        let mut spool = Spool::new(&self.spool);
-        let r = self.upstream.retr_into(n, &mut spool).await;
-        r.map_err(|e| self.error(e))?;
-        Ok(open_received(spool))
+        if let Some(bytes) = self.opened.remove(&n) {
+            return Ok(Spool::from_bytes(bytes, &self.spool));
+        }
+        self.fetch_opened(n).await
     }
 
     async fn top(&mut self, n: usize, _lines: usize) -> Result<Spool, MailboxError> {
@@ -190,6 +347,7 @@ impl Mailbox for ProxyMailbox {
     }
 
     async fn dele(&mut self, n: usize) -> Result<(), MailboxError> {
+        self.opened.remove(&n);
         let r = self.upstream.dele(n).await;
         r.map_err(|e| self.error(e))
     }
@@ -249,6 +407,7 @@ mod tests {
                 connect_timeout: Duration::from_secs(1),
                 timeout: Duration::from_secs(1),
             },
+            Opening::Unopened,
         )
     }
 

@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 
 use crate::config::Config;
 use crate::kim::login::{LoginName, Protocol, Server};
-use crate::kim::send::{Refusal, SendPipeline};
+use crate::kim::send::SendPipeline;
 use crate::smtp::auth::Credentials;
 use crate::smtp::client::{ClientError, ClientSettings, SmtpClient, UpstreamEnvelope};
 use crate::smtp::server::{Backend, ClientInfo, Envelope};
@@ -136,6 +136,24 @@ impl SmtpProxy {
     }
 }
 
+/// Sends a notice for the sender (KOM-LE-A_2024-01) as its own transaction from and
+/// to the sender. The client's mail is already accepted, so a failure here is logged
+/// and does not change the client's reply.
+async fn send_notice(client: &mut SmtpClient, user: &str, notice: &[u8]) {
+    let env = UpstreamEnvelope {
+        mail_from: user.to_string(),
+        mail_params: Vec::new(),
+        rcpt: vec![(user.to_string(), Vec::new())],
+    };
+    match client.send_mail(&env, notice.len() as u64, notice).await {
+        Ok(Ok(_)) => tracing::info!(%user, "delivery status notification sent to the sender"),
+        Ok(Err(r)) => {
+            tracing::warn!(%user, code = r.code, "the MTA refused the delivery status notification: {}", r.text())
+        }
+        Err(e) => tracing::warn!(%user, "cannot send the delivery status notification: {e}"),
+    }
+}
+
 /// Tab_SMTP_Verbindung: MTA unreachable 454 4.7.0; MTA timeout 421 (KOM-LE-A_2016).
 fn connect_reply(e: &ClientError) -> Reply {
     match e {
@@ -220,15 +238,15 @@ impl Backend for SmtpProxy {
     async fn deliver(&self, s: &mut ProxySession, env: &Envelope, mail: Spool) -> Reply {
         let recipients: Vec<String> = env.rcpt.iter().map(|r| r.address.clone()).collect();
         let size_in = mail.len();
-        let mut out = match self.pipeline.run(&env.mail_from, &recipients, mail).await {
+        let mut out = match self
+            .pipeline
+            .run(&s.login.address, &env.mail_from, &recipients, mail)
+            .await
+        {
             Ok(o) => o,
-            Err(Refusal::Temporary(why)) => {
-                tracing::warn!(user = %s.login.address, "mail refused for now: {why}");
-                return Reply::new(451, format!("4.3.0 {why}"));
-            }
-            Err(Refusal::Permanent(why)) => {
-                tracing::warn!(user = %s.login.address, "mail refused: {why}");
-                return Reply::new(554, format!("5.6.0 {why}"));
+            Err(r) => {
+                tracing::warn!(user = %s.login.address, code = r.code, "mail refused: {}", r.text);
+                return Reply::new(r.code, format!("{} {}", r.status, r.text));
             }
         };
         let size = out.mail.len();
@@ -254,6 +272,12 @@ impl Backend for SmtpProxy {
         match client.transfer(reader).await {
             Ok(Ok(r)) => {
                 tracing::info!(%user, rcpt, size_in, size, "mail accepted by the MTA");
+                if !out.unreachable.is_empty() {
+                    tracing::warn!(%user, unreachable = %out.unreachable.join(","), "recipients without encryption certificate were left out");
+                }
+                for notice in &out.notices {
+                    send_notice(client, &user, notice).await;
+                }
                 r
             }
             Ok(Err(r)) => {

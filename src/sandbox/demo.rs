@@ -1,10 +1,12 @@
 //! `kim-cm sandbox --demo`: one mail from alice to bob through the proxy and back,
 //! spoken as a mail client speaks it (SMTP AUTH PLAIN with a `#` user name, POP3
-//! USER/PASS), so a new user sees the whole path work in one command.
+//! USER/PASS), so a new user sees the whole path work in one command: the sealed
+//! KIM mail as the Fachdienst stored it, then the mail as bob's client gets it.
 
 use std::time::Duration;
 
-use super::SandboxInfo;
+use super::Sandbox;
+use crate::kim::header;
 use crate::net::Conn;
 use crate::smtp::auth;
 
@@ -40,8 +42,44 @@ async fn send(c: &mut Conn, text: &str) -> DemoResult<()> {
         .map_err(|e| format!("writing to the proxy: {e}"))
 }
 
-/// Runs the demo; returns the mail as bob's POP3 delivered it.
-pub async fn run(info: &SandboxInfo) -> DemoResult<String> {
+/// What the demo saw.
+pub struct Demo {
+    /// The sealed mail's header and the start of its body, as the Fachdienst stored it.
+    pub sealed_excerpt: String,
+    /// The mail as bob's POP3 delivered it.
+    pub opened: String,
+}
+
+/// The header and first body lines of the newest mail in `address`'s Fachdienst
+/// mailbox.
+fn stored_excerpt(sb: &Sandbox, address: &str) -> DemoResult<String> {
+    let list = sb
+        .fachdienst
+        .store
+        .list(address)
+        .map_err(|e| format!("reading the Fachdienst's mailbox: {e}"))?;
+    let newest = list
+        .last()
+        .ok_or("bob's mailbox at the Fachdienst is empty")?;
+    let mail = std::fs::read(&newest.path).map_err(|e| e.to_string())?;
+    let (head, body) = header::split(&mail);
+    let lines: Vec<&str> = std::str::from_utf8(body)
+        .unwrap_or("")
+        .lines()
+        .take(3)
+        .collect();
+    Ok(format!(
+        "{}\r\n\r\n{}\r\n[... {} more bytes of base64 ...]\r\n",
+        String::from_utf8_lossy(head).trim_end(),
+        lines.join("\r\n"),
+        body.len()
+            .saturating_sub(lines.iter().map(|l| l.len() + 2).sum())
+    ))
+}
+
+/// Runs the demo.
+pub async fn run(sb: &Sandbox) -> DemoResult<Demo> {
+    let info = &sb.info;
     let alice = &info.accounts[0];
     let bob = &info.accounts[1];
     let marker = format!("demo-{}", hex::encode(rand::random::<[u8; 4]>()));
@@ -81,6 +119,7 @@ pub async fn run(info: &SandboxInfo) -> DemoResult<String> {
     println!("<-- {accepted}");
     send(&mut c, "QUIT\r\n").await?;
     let _ = smtp_expect(&mut c, "221").await;
+    let sealed_excerpt = stored_excerpt(sb, &bob.address)?;
 
     println!(
         "--> POP3 to kim-cm at {} as {}",
@@ -128,5 +167,8 @@ pub async fn run(info: &SandboxInfo) -> DemoResult<String> {
             "the newest mail in bob's mailbox is not the demo mail ({marker})"
         ));
     }
-    Ok(got)
+    Ok(Demo {
+        sealed_excerpt,
+        opened: got,
+    })
 }

@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::serve::{self, Running};
 use crate::testbed::ca;
 use crate::testbed::fachdienst::{self, Fachdienst};
+use crate::testbed::pki::{self, TestPki};
 
 /// The sandbox's accounts: two practices.
 pub const SANDBOX_ACCOUNTS: [&str; 2] = ["alice@praxis-a.kim.test", "bob@praxis-b.kim.test"];
@@ -88,9 +89,11 @@ pub async fn start(
     )
     .await?;
 
+    // the practices' keys and the directory of encryption certificates
+    let pki = pki::make(&data_dir.join("pki"), &SANDBOX_ACCOUNTS)?;
     // the proxy, from a real config file
     let config_file = data_dir.join("kim-cm.toml");
-    std::fs::write(&config_file, sandbox_config(&data_dir, ports, &fd))?;
+    std::fs::write(&config_file, sandbox_config(&data_dir, ports, &fd, &pki))?;
     let cfg = Arc::new(Config::load(&config_file)?);
     let proxy = serve::start(cfg).await?;
 
@@ -125,23 +128,32 @@ pub async fn start(
 }
 
 /// The proxy's config against `fd`, as an admin would write it.
-pub fn sandbox_config(data_dir: &Path, ports: Ports, fd: &Fachdienst) -> String {
+pub fn sandbox_config(data_dir: &Path, ports: Ports, fd: &Fachdienst, pki: &TestPki) -> String {
     let (fd_smtp, fd_pop3) = (fd.smtps, fd.pop3s);
     let mut s = format!(
         "# Written by `kim-cm sandbox`: the proxy's configuration against the simulated Fachdienst.\n\
          [proxy]\nname = \"kim-cm-sandbox\"\ndata_dir = \"{dir}/proxy\"\n\n\
          [[smtp_listener]]\naddress = \"127.0.0.1:{ps}\"\ntls = \"plain\"\n\n\
          [[pop3_listener]]\naddress = \"127.0.0.1:{pp}\"\ntls = \"plain\"\n\n\
-         [upstream]\nca_file = \"{ca}\"\nsmtp_tls = \"implicit\"\npop3_tls = \"implicit\"\n",
+         [upstream]\nca_file = \"{ca}\"\nsmtp_tls = \"implicit\"\npop3_tls = \"implicit\"\n\n\
+         # recipients' encryption certificates, and the CA signatures must chain to\n\
+         [directory]\nfolder = \"{directory}\"\n\n[trust]\nca_file = \"{trust}\"\n",
         dir = data_dir.display(),
         ca = fd.tls.ca_cert.display(),
+        directory = pki.directory.display(),
+        trust = pki.ca_cert.display(),
         ps = ports.proxy_smtp,
         pp = ports.proxy_pop3,
     );
-    for a in SANDBOX_ACCOUNTS {
+    for a in &pki.accounts {
         s.push_str(&format!(
-            "\n[[account]]\naddress = \"{a}\"\nsmtp_server = \"{fd_smtp}\"\npop3_server = \"{fd_pop3}\"\n\
-             mandant_id = \"1\"\nclient_system_id = \"KOM_LE\"\nworkplace_id = \"7\"\n"
+            "\n[[account]]\naddress = \"{addr}\"\nsmtp_server = \"{fd_smtp}\"\npop3_server = \"{fd_pop3}\"\n\
+             mandant_id = \"1\"\nclient_system_id = \"KOM_LE\"\nworkplace_id = \"7\"\n\
+             signing_pkcs12 = \"{sig}\"\nencryption_pkcs12 = \"{enc}\"\npkcs12_password_file = \"{pw}\"\n",
+            addr = a.address,
+            sig = a.signing_pkcs12.display(),
+            enc = a.encryption_pkcs12.display(),
+            pw = pki.password_file.display(),
         ));
     }
     s

@@ -1,0 +1,109 @@
+//! The delivery status notification a Clientmodul sends its own user when a mail
+//! could not be encrypted for every recipient (KOM-LE-A_2024-01): unsigned and
+//! unencrypted, an RFC 3464 `multipart/report`, with `X-KIM-Fehlermeldung: 4004`
+//! (A_20650-05), sent through the Fachdienst like any mail (gemSpec_CM_KOMLE
+//! 3.3.4: "über eine im Clientmodul generierte und an den MTA übermittelte E-Mail").
+//!
+//! It carries no `X-KOM-LE-Version`, so the receiving Clientmodul passes it through
+//! as it is (A_21390). The original mail's content is not in it, only its header.
+
+use time::format_description::well_known::Rfc2822;
+use time::OffsetDateTime;
+
+use super::header;
+
+/// A_20650-05: "Nachricht nicht für alle Empfänger verschlüsselbar".
+pub const NOT_ENCRYPTABLE_FOR_ALL: &str = "4004";
+/// The subject of the notification.
+pub const SUBJECT: &str = "Nachricht nicht für alle Empfänger verschlüsselbar";
+/// RFC 3463 X.7.5: cryptographic failure.
+const STATUS: &str = "5.7.5";
+
+/// Header fields of the original that the report repeats (RFC 3462
+/// `text/rfc822-headers`): enough to find the mail, nothing of its content.
+const ORIGINAL_FIELDS: [&str; 6] = ["Date", "From", "To", "Cc", "Subject", "Message-ID"];
+
+/// The report for `sender` that `unreachable` did not get the mail whose header is
+/// `original_head`. `reporting` names this Clientmodul (`Reporting-MTA`).
+pub fn not_encryptable(
+    sender: &str,
+    unreachable: &[String],
+    original_head: &[u8],
+    reporting: &str,
+    now: OffsetDateTime,
+) -> Vec<u8> {
+    let date = now.format(&Rfc2822).unwrap_or_default();
+    let boundary = format!("kim-cm-dsn-{:016x}", rand::random::<u64>());
+    let list: String = unreachable.iter().map(|r| format!("  {r}\r\n")).collect();
+    let text = format!(
+        "Ihre Nachricht konnte nicht für alle Empfänger verschlüsselt werden und wurde an die\r\n\
+folgenden Empfänger nicht versendet, weil für sie kein gültiges Verschlüsselungszertifikat\r\n\
+im Verzeichnisdienst gefunden wurde:\r\n\r\n{list}\r\n\
+Alle übrigen Empfänger haben die Nachricht erhalten.\r\n\
+Your message could not be encrypted for the recipients above and was not sent to them.\r\n"
+    );
+    let mut status = format!("Reporting-MTA: dns; {reporting}\r\nArrival-Date: {date}\r\n");
+    for r in unreachable {
+        status.push_str(&format!(
+            "\r\nFinal-Recipient: rfc822; {r}\r\nAction: failed\r\nStatus: {STATUS}\r\n\
+Diagnostic-Code: smtp; 550 {STATUS} no valid encryption certificate in the directory\r\n"
+        ));
+    }
+    let mut original = Vec::new();
+    header::append_fields(&mut original, original_head, &ORIGINAL_FIELDS);
+    let message_id = format!(
+        "<kim-cm-dsn.{:016x}@{}>",
+        rand::random::<u64>(),
+        sender.rsplit('@').next().unwrap_or("localhost")
+    );
+    let mut out = format!(
+        "From: KIM-Clientmodul <{sender}>\r\nTo: <{sender}>\r\nDate: {date}\r\n\
+Message-ID: {message_id}\r\nSubject: =?utf-8?B?{subject}?=\r\n\
+X-KIM-Fehlermeldung: {NOT_ENCRYPTABLE_FOR_ALL}\r\nAuto-Submitted: auto-replied\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"{boundary}\"\r\n\r\n\
+--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\
+{text}\r\n--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n{status}\r\n\
+--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n",
+        subject = base64_utf8(SUBJECT),
+    )
+    .into_bytes();
+    out.extend_from_slice(&original);
+    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    out
+}
+
+fn base64_utf8(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_names_every_unreachable_recipient_and_no_content() {
+        let head =
+            b"From: a@x.de\r\nTo: b@x.de, c@x.de\r\nSubject: Befund\r\nMessage-ID: <1@x>\r\n\r\n";
+        let dsn = not_encryptable(
+            "a@x.de",
+            &["c@x.de".into(), "d@x.de".into()],
+            head,
+            "kim-cm",
+            OffsetDateTime::UNIX_EPOCH,
+        );
+        let text = String::from_utf8(dsn).unwrap();
+        assert!(text.contains("X-KIM-Fehlermeldung: 4004\r\n"));
+        assert!(text.contains("report-type=delivery-status"));
+        assert!(text.contains("Final-Recipient: rfc822; c@x.de\r\nAction: failed"));
+        assert!(text.contains("Final-Recipient: rfc822; d@x.de\r\n"));
+        assert!(text.contains("Message-ID: <1@x>\r\n"));
+        assert!(!text.contains("X-KOM-LE-Version"));
+        let parsed = mail_parser::MessageParser::default()
+            .parse(text.as_bytes())
+            .unwrap();
+        assert_eq!(parsed.subject(), Some(SUBJECT));
+        assert_eq!(parsed.parts.len(), 4, "multipart with three parts");
+    }
+}
