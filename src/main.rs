@@ -41,7 +41,8 @@ enum Command {
         #[arg(long)]
         demo: bool,
     },
-    /// Work on one KIM mail: `open` it as the POP3 side would deliver it.
+    /// Work on one KIM mail: `open` it as the POP3 side would deliver it, or `seal` a
+    /// mail as the SMTP side would send it.
     Message {
         #[command(subcommand)]
         what: MessageCmd,
@@ -79,6 +80,30 @@ enum MessageCmd {
         trust: Option<PathBuf>,
         mail: PathBuf,
     },
+    /// Sign and encrypt MAIL (a file, or - for standard input) for the To/Cc/Bcc
+    /// recipients in its header and print the KIM mail.
+    Seal {
+        /// The sender's signing key and certificate (PKCS#12).
+        #[arg(long)]
+        key: PathBuf,
+        /// File with the PKCS#12 password (first line).
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        /// Folder of `<address>.pem` encryption certificates, the sender's included.
+        #[arg(long)]
+        cert_dir: PathBuf,
+        mail: PathBuf,
+    },
+}
+
+/// The first line of a password file, or empty without one.
+fn read_password_file(path: Option<PathBuf>) -> Result<String, String> {
+    match path {
+        None => Ok(String::new()),
+        Some(p) => std::fs::read_to_string(&p)
+            .map(|t| t.lines().next().unwrap_or("").to_string())
+            .map_err(|e| format!("cannot read the password file {}: {e}", p.display())),
+    }
 }
 
 fn init_logging(format: LogFormat, level: &str) {
@@ -208,15 +233,10 @@ fn main() -> ExitCode {
                     mail,
                 },
         } => {
-            let password = match password_file.map(std::fs::read_to_string).transpose() {
-                Ok(p) => p
-                    .unwrap_or_default()
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .to_string(),
+            let password = match read_password_file(password_file) {
+                Ok(p) => p,
                 Err(e) => {
-                    eprintln!("kim-cm: cannot read the password file: {e}");
+                    eprintln!("kim-cm: {e}");
                     return ExitCode::from(2);
                 }
             };
@@ -240,6 +260,44 @@ fn main() -> ExitCode {
                         );
                         ExitCode::from(1)
                     }
+                }
+                Err(e) => {
+                    eprintln!("kim-cm: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Message {
+            what:
+                MessageCmd::Seal {
+                    key,
+                    password_file,
+                    cert_dir,
+                    mail,
+                },
+        } => {
+            let password = match read_password_file(password_file) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("kim-cm: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let sealed = match kim_cm::message::read_input(&mail) {
+                Ok(m) => rt.block_on(kim_cm::message::seal(m, &key, &password, &cert_dir)),
+                Err(e) => Err(e),
+            };
+            match sealed {
+                Ok(s) => {
+                    use std::io::Write;
+                    let _ = std::io::stdout().write_all(&s.mail);
+                    if !s.unreachable.is_empty() {
+                        eprintln!(
+                            "kim-cm: left out (no valid encryption certificate): {}",
+                            s.unreachable.join(", ")
+                        );
+                    }
+                    ExitCode::SUCCESS
                 }
                 Err(e) => {
                     eprintln!("kim-cm: {e}");

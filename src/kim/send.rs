@@ -200,7 +200,7 @@ async fn lookup(
 
 /// KOM-LE-A_2024-01: only valid certificates count (within their validity period
 /// and with an RSA key, the one key type the software sealer writes for).
-fn usable(certs: Vec<X509>) -> Vec<X509> {
+pub fn usable(certs: Vec<X509>) -> Vec<X509> {
     let Ok(now) = Asn1Time::days_from_now(0) else {
         return Vec::new();
     };
@@ -216,6 +216,23 @@ fn usable(certs: Vec<X509>) -> Vec<X509> {
 
 type SealedWithNotices = (seal::Sealed, Vec<Vec<u8>>);
 
+/// A_22417: the outer `Expires`, send time + dataTimeToLive.
+pub fn expires(now: OffsetDateTime, data_time_to_live_days: i64) -> Option<String> {
+    (now + time::Duration::days(data_time_to_live_days))
+        .format(&Rfc2822)
+        .ok()
+}
+
+/// The fields kim-cm writes into every outer mail besides the copied ones.
+pub fn outer_fields(expires: Option<&str>) -> wrap::OuterFields<'_> {
+    wrap::OuterFields {
+        kom_le_version: "1.0",
+        cm_version: CM_VERSION,
+        pt_version: PT_VERSION,
+        expires,
+    }
+}
+
 fn seal_blocking(
     setup: &SoftwareSealing,
     mail: Vec<u8>,
@@ -225,16 +242,8 @@ fn seal_blocking(
     reporting: &str,
 ) -> Result<SealedWithNotices, Refusal> {
     let now = OffsetDateTime::now_utc();
-    // A_22417: Expires = send time + dataTimeToLive
-    let expires = (now + time::Duration::days(DEFAULT_DATA_TIME_TO_LIVE_DAYS))
-        .format(&Rfc2822)
-        .ok();
-    let fields = wrap::OuterFields {
-        kom_le_version: "1.0",
-        cm_version: CM_VERSION,
-        pt_version: PT_VERSION,
-        expires: expires.as_deref(),
-    };
+    let expires = expires(now, DEFAULT_DATA_TIME_TO_LIVE_DAYS);
+    let fields = outer_fields(expires.as_deref());
     let original_head = header::split(&mail).0.to_vec();
     let lookup = |a: &str| {
         certs
