@@ -1,0 +1,168 @@
+//! The send rules through the running proxy (sandbox: simulated Fachdienst, test
+//! PKI), driven by Python's smtplib and poplib: a recipient without an encryption
+//! certificate is left out and reported to the sender (KOM-LE-A_2024-01, 4004), a
+//! Bcc recipient gets the mail but stays hidden, a sender without a certificate
+//! gets 553.
+
+mod common;
+
+use common::kimcm::{python, Sandbox};
+
+/// Sends one mail with smtplib; prints the refusal as JSON, or {} when accepted.
+const SEND: &str = r#"
+import json, smtplib, sys
+host, port, user, pw, sender, rcpts, mail = sys.argv[1:8]
+s = smtplib.SMTP(host, int(port), timeout=60)
+s.login(user, pw)
+try:
+    refused = s.sendmail(sender, rcpts.split(","), mail.encode())
+    print(json.dumps({"refused": list(refused)}))
+except smtplib.SMTPResponseException as e:
+    print(json.dumps({"code": e.smtp_code, "text": e.smtp_error.decode()}))
+s.quit()
+"#;
+
+/// Fetches every mail with poplib; prints them as a JSON list of strings.
+const FETCH: &str = r#"
+import json, poplib, sys
+host, port, user, pw = sys.argv[1:5]
+p = poplib.POP3(host, int(port), timeout=60)
+p.user(user)
+p.pass_(pw)
+count, _ = p.stat()
+out = [b"\r\n".join(p.retr(i)[1]).decode("utf-8", "replace") for i in range(1, count + 1)]
+p.quit()
+print(json.dumps(out))
+"#;
+
+fn send(sb: &Sandbox, i: usize, rcpts: &[&str], mail: &str) -> serde_json::Value {
+    let (addr, pw, user, _) = sb.account(i);
+    let proxy: std::net::SocketAddr = sb.addr("proxy_smtp").parse().unwrap();
+    let (ok, out, err) = python(
+        SEND,
+        &[
+            &proxy.ip().to_string(),
+            &proxy.port().to_string(),
+            &user,
+            &pw,
+            &addr,
+            &rcpts.join(","),
+            mail,
+        ],
+    );
+    assert!(ok, "{err}\n{}", sb.log());
+    serde_json::from_str(&out).unwrap()
+}
+
+fn fetch(sb: &Sandbox, i: usize) -> Vec<String> {
+    let (_, pw, _, user) = sb.account(i);
+    let proxy: std::net::SocketAddr = sb.addr("proxy_pop3").parse().unwrap();
+    let (ok, out, err) = python(
+        FETCH,
+        &[
+            &proxy.ip().to_string(),
+            &proxy.port().to_string(),
+            &user,
+            &pw,
+        ],
+    );
+    assert!(ok, "{err}\n{}", sb.log());
+    serde_json::from_str(&out).unwrap()
+}
+
+#[test]
+fn a_recipient_without_certificate_is_left_out_and_the_sender_gets_a_dsn() {
+    let sb = Sandbox::start();
+    let (alice, ..) = sb.account(0);
+    let (bob, ..) = sb.account(1);
+    let carol = "carol@praxis-c.kim.test";
+    let mail = format!(
+        "From: <{alice}>\r\nTo: <{bob}>\r\nCc: Carol <{carol}>\r\nSubject: Befund 4004\r\n\
+         Message-ID: <dsn-1@praxis-a.kim.test>\r\n\r\nmarker-4004\r\n"
+    );
+    let r = send(&sb, 0, &[&bob, carol], &mail);
+    assert_eq!(r["refused"], serde_json::json!([]), "{r}\n{}", sb.log());
+
+    // bob's copy: sealed at the Fachdienst without carol, opened fully by kim-cm
+    let stored = String::from_utf8_lossy(&sb.stored_mails(&bob)[0]).into_owned();
+    assert!(!stored.contains(carol), "{stored}");
+    let got = fetch(&sb, 1);
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].contains("X-KIM-DecryptionResult: 00\r\nX-KIM-IntegrityCheckResult: 01"),
+        "{}",
+        got[0]
+    );
+    assert!(got[0].contains("marker-4004") && !got[0].contains(carol));
+
+    // alice's mailbox: the DSN (unsigned, unencrypted, passed through as it is)
+    let notices = fetch(&sb, 0);
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    let dsn = &notices[0];
+    assert!(dsn.contains("X-KIM-Fehlermeldung: 4004\r\n"), "{dsn}");
+    assert!(dsn.contains("report-type=delivery-status"));
+    assert!(dsn.contains(&format!("Final-Recipient: rfc822; {carol}")));
+    assert!(!dsn.contains("X-KOM-LE-Version") && !dsn.contains("marker-4004"));
+    assert!(dsn.contains("Message-ID: <dsn-1@praxis-a.kim.test>"));
+}
+
+#[test]
+fn a_bcc_recipient_gets_the_mail_and_stays_hidden() {
+    let sb = Sandbox::start();
+    let (alice, ..) = sb.account(0);
+    let (bob, ..) = sb.account(1);
+    let mail = format!(
+        "From: <{alice}>\r\nTo: <{alice}>\r\nBcc: <{bob}>\r\nSubject: Bcc\r\n\r\nmarker-bcc\r\n"
+    );
+    let r = send(&sb, 0, &[&alice, &bob], &mail);
+    assert_eq!(r["refused"], serde_json::json!([]), "{r}");
+    for (i, who) in [(0, &alice), (1, &bob)] {
+        let stored = String::from_utf8_lossy(&sb.stored_mails(who)[0]).into_owned();
+        assert!(!stored.contains("Bcc"), "{stored}");
+        let got = fetch(&sb, i);
+        assert_eq!(got.len(), 1, "{who}");
+        assert!(
+            got[0].contains("X-KIM-DecryptionResult: 00"),
+            "{who}: {}",
+            got[0]
+        );
+        assert!(got[0].contains("marker-bcc"));
+        assert!(!got[0].contains("Bcc:"), "{who}: {}", got[0]);
+    }
+}
+
+#[test]
+fn refusals_before_anything_is_sent() {
+    let sb = Sandbox::start();
+    let (alice, ..) = sb.account(0);
+    let (bob, ..) = sb.account(1);
+    // KOM-LE-A_2025: no recipient is encryptable: 451, nothing sent
+    let nobody = "nobody@praxis-c.kim.test";
+    let r = send(
+        &sb,
+        0,
+        &[nobody],
+        &format!("From: <{alice}>\r\nTo: <{nobody}>\r\n\r\nx\r\n"),
+    );
+    assert_eq!(r["code"], 451, "{r}");
+    assert!(r["text"].as_str().unwrap().contains(nobody));
+    assert!(sb.stored_mails(nobody).is_empty() && sb.stored_mails(&alice).is_empty());
+    // the sender has no encryption certificate: 553 (spec FAQ)
+    let dir = sb.dir.path().join("sb").join("pki").join("directory");
+    std::fs::remove_file(dir.join(format!("{alice}.pem"))).unwrap();
+    let r = send(
+        &sb,
+        0,
+        &[&bob],
+        &format!("From: <{alice}>\r\nTo: <{bob}>\r\n\r\nx\r\n"),
+    );
+    assert_eq!(r["code"], 553, "{r}");
+    assert!(r["text"]
+        .as_str()
+        .unwrap()
+        .contains("encryption certificate"));
+    assert!(sb.stored_mails(&bob).is_empty());
+    // one line in the log for each refusal
+    let log = sb.log();
+    assert_eq!(log.matches("mail refused:").count(), 2, "{log}");
+}
