@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::kimcm::{python, Sandbox};
+use common::kimcm::{python, strip_trace_headers, Sandbox};
 
 /// Sends one mail with smtplib; prints the refusal as JSON, or {} when accepted.
 const SEND: &str = r#"
@@ -165,4 +165,58 @@ fn refusals_before_anything_is_sent() {
     // one line in the log for each refusal
     let log = sb.log();
     assert_eq!(log.matches("mail refused:").count(), 2, "{log}");
+}
+
+/// KOM-LE-A_2029: a KIM mail forwarded to oneself as message/rfc822 goes to the MTA
+/// as it is and opens on the next fetch; plaintext dressed up as a KIM mail does not
+/// get past the sealing.
+#[test]
+fn a_forwarded_kim_mail_is_re_delivered_as_it_is() {
+    let sb = Sandbox::start();
+    let (alice, ..) = sb.account(0);
+    let (bob, ..) = sb.account(1);
+    let r = send(
+        &sb,
+        0,
+        &[&bob],
+        &format!("From: <{alice}>\r\nTo: <{bob}>\r\nSubject: orig\r\n\r\nmarker-2029\r\n"),
+    );
+    assert_eq!(r["refused"], serde_json::json!([]), "{r}");
+    let sealed = strip_trace_headers(&sb.stored_mails(&bob)[0]);
+    let sealed = String::from_utf8(sealed).unwrap();
+    let forward = |inner: &str| {
+        format!(
+            "From: <{bob}>\r\nTo: <{bob}>\r\nSubject: WG: orig\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=\"fw\"\r\n\r\n--fw\r\n\
+             Content-Type: text/plain\r\n\r\nnochmal\r\n--fw\r\n\
+             Content-Type: message/rfc822\r\n\r\n{inner}\r\n--fw--\r\n"
+        )
+    };
+    let r = send(&sb, 1, &[&bob], &forward(&sealed));
+    assert_eq!(r["refused"], serde_json::json!([]), "{r}");
+    let stored = sb.stored_mails(&bob);
+    assert_eq!(stored.len(), 2);
+    // the MTA got the embedded KIM mail itself, byte for byte below its trace fields
+    assert_eq!(strip_trace_headers(&stored[1]), sealed.as_bytes());
+    let got = fetch(&sb, 1);
+    assert_eq!(got.len(), 2);
+    assert!(
+        got[1].contains("X-KIM-DecryptionResult: 00\r\nX-KIM-IntegrityCheckResult: 01"),
+        "{}",
+        got[1]
+    );
+    assert!(got[1].contains("marker-2029") && got[1].contains("Subject: orig"));
+
+    // plaintext with a KIM version field is not a KIM mail: it is sealed like any mail
+    let fake = format!(
+        "From: <{bob}>\r\nX-KOM-LE-Version: 1.0\r\nContent-Type: text/plain\r\n\r\nfake-marker\r\n"
+    );
+    let r = send(&sb, 1, &[&bob], &forward(&fake));
+    assert_eq!(r["refused"], serde_json::json!([]), "{r}");
+    let stored = sb.stored_mails(&bob);
+    let third = String::from_utf8_lossy(&stored[2]);
+    assert!(
+        third.contains("Subject: KOM-LE-Nachricht") && !third.contains("fake-marker"),
+        "{third}"
+    );
 }

@@ -3,6 +3,7 @@
 
 pub mod dsn;
 pub mod error_mail;
+pub mod forward;
 pub mod header;
 pub mod login;
 pub mod notes;

@@ -17,7 +17,7 @@ use time::format_description::well_known::Rfc2822;
 use time::OffsetDateTime;
 
 use super::seal::{self, SealRefusal};
-use super::{dsn, header, wrap};
+use super::{dsn, forward, header, wrap};
 use crate::crypto::sealer::SoftwareSealer;
 use crate::crypto::software::SoftwareKeys;
 use crate::directory::folder::FolderDirectory;
@@ -129,14 +129,6 @@ impl SendPipeline {
                 ),
             ));
         }
-        if setup.keys.account(account).is_none() {
-            return Err(Refusal::new(
-                451,
-                "4.7.0",
-                format!("No keys are configured for {account} (signing_pkcs12 and encryption_pkcs12 in its [[account]]); ask the administrator"),
-            ));
-        }
-        let certs = lookup(&setup.directory, account, recipients).await?;
         let bytes = mail.to_vec().await.map_err(|e| {
             tracing::error!("cannot read the spooled mail: {e}");
             Refusal::new(
@@ -145,6 +137,29 @@ impl SendPipeline {
                 "Local error reading the spooled mail; nothing was sent, try again",
             )
         })?;
+        // KOM-LE-A_2029: a KIM mail forwarded to oneself goes upstream as it is
+        let to_self =
+            !recipients.is_empty() && recipients.iter().all(|r| r.eq_ignore_ascii_case(account));
+        if to_self {
+            if let Some(inner) = forward::forwarded_kim_mail(&bytes) {
+                tracing::info!(%account, "forwarded KIM mail re-delivered as it is (KOM-LE-A_2029)");
+                return Ok(Outgoing {
+                    mail_from: mail_from.to_string(),
+                    recipients: recipients.to_vec(),
+                    mail: mail.with_bytes(inner),
+                    notices: Vec::new(),
+                    unreachable: Vec::new(),
+                });
+            }
+        }
+        if setup.keys.account(account).is_none() {
+            return Err(Refusal::new(
+                451,
+                "4.7.0",
+                format!("No keys are configured for {account} (signing_pkcs12 and encryption_pkcs12 in its [[account]]); ask the administrator"),
+            ));
+        }
+        let certs = lookup(&setup.directory, account, recipients).await?;
         let (account_owned, rcpt) = (account.to_string(), recipients.to_vec());
         let reporting = self.reporting_name.clone();
         let sealed = tokio::task::spawn_blocking(move || {
@@ -198,8 +213,9 @@ async fn lookup(
     Ok(certs)
 }
 
-/// KOM-LE-A_2024-01: only valid certificates count (within their validity period
-/// and with an RSA key, the one key type the software sealer writes for).
+/// KOM-LE-A_2024-01: only valid certificates count (within their validity period).
+/// Only RSA keys: ECC encryption certificates need the Konnektor's ECIES, and
+/// without ECC support they must not be used (A_17472).
 pub fn usable(certs: Vec<X509>) -> Vec<X509> {
     let Ok(now) = Asn1Time::days_from_now(0) else {
         return Vec::new();
