@@ -35,6 +35,9 @@ use crate::store::{OpenResult, Store};
 
 /// Opened mails kept in memory per session between LIST/STAT and RETR.
 pub const SESSION_CACHE_BYTES: usize = 16 * 1024 * 1024;
+/// How much of a received mail is read to tell a KIM mail from another: the header.
+/// A mail that is no KIM mail passes through from its spool without being loaded.
+const HEADER_PEEK_BYTES: usize = 256 * 1024;
 
 /// How received mails are opened.
 #[derive(Clone)]
@@ -222,6 +225,16 @@ impl ProxyMailbox {
         let Opening::Software { keys, trust, store } = self.opening.clone() else {
             return Ok(spool);
         };
+        // A_21390: only a mail with X-KOM-LE-Version is opened; others pass unchanged
+        if !self.is_kim_mail(&mut spool).await? {
+            let plain = OpenResult {
+                size: spool.len(),
+                decryption: String::new(),
+                integrity: String::new(),
+            };
+            self.remember(&store, n, &plain).await;
+            return Ok(spool);
+        }
         let received = spool
             .to_vec()
             .await
@@ -259,21 +272,49 @@ impl ProxyMailbox {
             decryption: opened.decryption,
             integrity: opened.integrity,
         };
-        if let Some(uidl) = self.uidl_of(n).await {
-            match store.open_result(&self.login.address, &uidl) {
-                Ok(Some(before)) if before == result => {}
-                Ok(before) => {
-                    if let Some(b) = before {
-                        tracing::warn!(user = %self.login.address, %uidl, "the message opens differently than when first fetched ({} {} now {} {}): keys or trust anchors changed", b.decryption, b.integrity, result.decryption, result.integrity);
-                    }
-                    if let Err(e) = store.put_open_result(&self.login.address, &uidl, &result) {
-                        tracing::error!("{e}");
-                    }
-                }
-                Err(e) => tracing::error!("{e}"),
-            }
-        }
+        self.remember(&store, n, &result).await;
         Ok(Spool::from_bytes(opened.mail, &self.spool))
+    }
+
+    /// Keeps the outcome of opening message `n` (point 10: the same RETR yields the
+    /// same bytes; a different outcome than before is logged).
+    async fn remember(&mut self, store: &Store, n: usize, result: &OpenResult) {
+        let Some(uidl) = self.uidl_of(n).await else {
+            return;
+        };
+        match store.open_result(&self.login.address, &uidl) {
+            Ok(Some(before)) if before == *result => {}
+            Ok(before) => {
+                if let Some(b) = before {
+                    tracing::warn!(user = %self.login.address, %uidl, "the message opens differently than when first fetched ({} {} now {} {}): keys or trust anchors changed", b.decryption, b.integrity, result.decryption, result.integrity);
+                }
+                if let Err(e) = store.put_open_result(&self.login.address, &uidl, result) {
+                    tracing::error!("{e}");
+                }
+            }
+            Err(e) => tracing::error!("{e}"),
+        }
+    }
+
+    /// True when the header of the spooled mail has `X-KOM-LE-Version`.
+    async fn is_kim_mail(&self, spool: &mut Spool) -> Result<bool, MailboxError> {
+        use tokio::io::AsyncReadExt;
+        let mut head = Vec::with_capacity(8192);
+        let read = async {
+            let mut r = spool.reader().await?;
+            (&mut r)
+                .take(HEADER_PEEK_BYTES as u64)
+                .read_to_end(&mut head)
+                .await
+        };
+        if let Err(e) = read.await {
+            tracing::error!(user = %self.login.address, "cannot read a spooled message: {e}");
+            return Err(MailboxError::Refused(
+                "[SYS/TEMP] local storage error, try again later".into(),
+            ));
+        }
+        let (h, _) = crate::kim::header::split(&head);
+        Ok(crate::kim::header::find(h, "X-KOM-LE-Version").is_some())
     }
 
     /// The size the client receives for message `n` (upstream size `raw`): the stored
