@@ -7,6 +7,7 @@ pub mod crypto;
 pub mod directory;
 pub mod kim;
 pub mod listener;
+pub mod memory;
 pub mod message;
 pub mod net;
 pub mod pop3;

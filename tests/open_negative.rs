@@ -80,7 +80,7 @@ impl World {
 }
 
 fn split_mail(mail: &[u8]) -> (Vec<u8>, Vec<u8>) {
-    let (head, body) = header::split(mail);
+    let (_, body) = header::split(mail);
     (
         mail[..mail.len() - body.len()].to_vec(),
         wrap::decode_base64_lines(body).unwrap(),
@@ -186,7 +186,7 @@ fn a_flipped_signature_byte_is_an_integrity_violation() {
     let b = w.keys.account("b@x.de").unwrap();
     let d = cms::decrypt(&der, &b.encryption[0].cert, &b.encryption[0].key).unwrap();
     let attr = d.recipient_emails.unwrap().attribute_der;
-    let mut signed = wrap::signed_unwrap(&d.content).unwrap();
+    let mut signed = wrap::signed_unwrap(&d.content).unwrap().into_owned();
     // the signature is the last OCTET STRING of the SignedData: flip its last byte
     let n = signed.len();
     signed[n - 1] ^= 0x01;

@@ -9,7 +9,7 @@ use openssl::md::Md;
 use openssl::pkey::{PKeyRef, Private};
 use openssl::pkey_ctx::PkeyCtx;
 use openssl::rsa::Padding;
-use openssl::symm::{decrypt_aead, Cipher};
+use openssl::symm::{Cipher, Crypter, Mode};
 use openssl::x509::X509Ref;
 
 use super::ber::{self, BerError, Tlv};
@@ -256,17 +256,12 @@ pub fn decrypt(der: &[u8], cert: &X509Ref, key: &PKeyRef<Private>) -> Result<Dec
     if tag.len() != GCM_TAG_LEN {
         return Err(OpenError::Corrupted);
     }
-    let ciphertext = match &p.encrypted {
-        Some(t) if t.constructed() => {
-            let mut v = Vec::with_capacity(t.content.len());
-            for c in t.children()? {
-                v.extend_from_slice(&c.octets()?);
-            }
-            v
-        }
-        Some(t) => t.content.to_vec(),
-        None => Vec::new(),
-    };
+    // the ciphertext in place: its pieces (one for a primitive OCTET STRING) are
+    // decrypted straight into the output, never copied
+    let mut pieces = Vec::new();
+    if let Some(t) = &p.encrypted {
+        collect_pieces(t, &mut pieces, 0)?;
+    }
     // RFC 5083 2.1: the authenticated attributes, DER-encoded as a SET OF, are the AAD
     let aad = match &p.auth_attrs {
         Some(t) => {
@@ -276,19 +271,56 @@ pub fn decrypt(der: &[u8], cert: &X509Ref, key: &PKeyRef<Private>) -> Result<Dec
         }
         None => Vec::new(),
     };
-    let content = decrypt_aead(
-        Cipher::aes_256_gcm(),
-        &cek,
-        Some(&nonce),
-        &aad,
-        &ciphertext,
-        &tag,
-    )
-    .map_err(|_| OpenError::Corrupted)?;
+    let content = gcm_decrypt(&cek, &nonce, &aad, &pieces, &tag)?;
     Ok(Decrypted {
         content,
         recipient_emails: recipient_emails(p.unauth_attrs.as_ref())?,
     })
+}
+
+/// The primitive pieces of an OCTET STRING, in order.
+fn collect_pieces<'a>(t: &Tlv<'a>, out: &mut Vec<&'a [u8]>, depth: usize) -> Result<(), OpenError> {
+    if depth > 8 {
+        return Err(wrong("encrypted content nested too deeply"));
+    }
+    if !t.constructed() {
+        out.push(t.content);
+        return Ok(());
+    }
+    for c in t.children()? {
+        collect_pieces(&c, out, depth + 1)?;
+    }
+    Ok(())
+}
+
+/// AES-256-GCM over `pieces`; the tag is checked before the plaintext is returned,
+/// and a plaintext that fails the check is wiped.
+fn gcm_decrypt(
+    key: &[u8],
+    nonce: &[u8],
+    aad: &[u8],
+    pieces: &[&[u8]],
+    tag: &[u8],
+) -> Result<Vec<u8>, OpenError> {
+    let cipher = Cipher::aes_256_gcm();
+    let fail = |_| OpenError::Corrupted;
+    let mut c = Crypter::new(cipher, Mode::Decrypt, key, Some(nonce)).map_err(fail)?;
+    c.aad_update(aad).map_err(fail)?;
+    let total: usize = pieces.iter().map(|p| p.len()).sum();
+    let block = cipher.block_size();
+    let mut out = zeroize::Zeroizing::new(Vec::with_capacity(total + block));
+    for p in pieces {
+        let at = out.len();
+        out.resize(at + p.len() + block, 0);
+        let n = c.update(p, &mut out[at..]).map_err(fail)?;
+        out.truncate(at + n);
+    }
+    c.set_tag(tag).map_err(fail)?;
+    let at = out.len();
+    out.resize(at + block, 0);
+    let n = c.finalize(&mut out[at..]).map_err(fail)?;
+    out.truncate(at + n);
+    Ok(std::mem::take(&mut *out))
 }
 
 /// SHA-256 fingerprint of a certificate, for logs.

@@ -202,12 +202,19 @@ pub fn trace_fields(outer: &[u8]) -> Vec<u8> {
 /// A mail that opened well: the outer trace fields, the result fields, then the
 /// decrypted inner mail (with its notes already appended).
 pub fn opened(outer: &[u8], inner: &[u8], integrity_code: &str) -> Vec<u8> {
+    let mut out = opened_head(outer, integrity_code);
+    out.extend_from_slice(inner);
+    out
+}
+
+/// What goes above the inner mail of an opened mail: the outer trace fields and the
+/// result fields. The inner mail is appended by the caller.
+pub fn opened_head(outer: &[u8], integrity_code: &str) -> Vec<u8> {
     let mut out = trace_fields(outer);
     out.extend_from_slice(
         format!("X-KIM-DecryptionResult: 00\r\nX-KIM-IntegrityCheckResult: {integrity_code}\r\n")
             .as_bytes(),
     );
-    out.extend_from_slice(inner);
     out
 }
 

@@ -18,8 +18,17 @@ pub const SEPARATOR: &str = "---------------------------------------------";
 /// Appends `notes` to the first text part of `mail` (not an attachment). A mail
 /// without a text part is returned unchanged.
 pub fn append(mail: &[u8], notes: &[&str]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(mail.len() + 256);
+    append_to(&mut out, mail, notes);
+    out
+}
+
+/// [`append`], writing the result at the end of `out`: the mail is copied once.
+pub fn append_to(out: &mut Vec<u8>, mail: &[u8], notes: &[&str]) {
+    out.reserve(mail.len() + 256);
     let Some(msg) = MessageParser::default().parse(mail) else {
-        return mail.to_vec();
+        out.extend_from_slice(mail);
+        return;
     };
     let Some(part) = msg.parts.iter().find(|p| {
         matches!(p.body, PartType::Text(_) | PartType::Html(_))
@@ -27,7 +36,8 @@ pub fn append(mail: &[u8], notes: &[&str]) -> Vec<u8> {
                 .content_disposition()
                 .is_some_and(|d| d.ctype().eq_ignore_ascii_case("attachment"))
     }) else {
-        return mail.to_vec();
+        out.extend_from_slice(mail);
+        return;
     };
     let html = matches!(part.body, PartType::Html(_));
     let latin1 = part
@@ -38,8 +48,11 @@ pub fn append(mail: &[u8], notes: &[&str]) -> Vec<u8> {
             c == "iso-8859-1" || c == "latin1" || c == "windows-1252" || c == "iso-8859-15"
         });
     let (start, end) = (part.offset_body as usize, part.offset_end as usize);
+    let encoding = part.encoding;
+    drop(msg);
     if start > end || end > mail.len() {
-        return mail.to_vec();
+        out.extend_from_slice(mail);
+        return;
     }
     let body = &mail[start..end];
     let note_text = if html {
@@ -57,7 +70,7 @@ pub fn append(mail: &[u8], notes: &[&str]) -> Vec<u8> {
         note_text.into_bytes()
     };
 
-    let new_body = match part.encoding {
+    match encoding {
         Encoding::Base64 => {
             let compact: Vec<u8> = body
                 .iter()
@@ -65,19 +78,19 @@ pub fn append(mail: &[u8], notes: &[&str]) -> Vec<u8> {
                 .filter(|b| !b.is_ascii_whitespace())
                 .collect();
             let Ok(mut text) = B64.decode(compact) else {
-                return mail.to_vec();
+                out.extend_from_slice(mail);
+                return;
             };
             if !text.ends_with(b"\n") {
                 text.extend_from_slice(b"\r\n");
             }
             text.extend_from_slice(&note_bytes);
             text.extend_from_slice(b"\r\n");
-            let mut out = Vec::new();
-            super::wrap::append_base64_lines(&mut out, &text);
+            out.extend_from_slice(&mail[..start]);
+            super::wrap::append_base64_lines(out, &text);
             if !body.ends_with(b"\n") {
                 out.truncate(out.len().saturating_sub(2));
             }
-            out
         }
         enc => {
             let encoded = if enc == Encoding::QuotedPrintable {
@@ -89,21 +102,16 @@ pub fn append(mail: &[u8], notes: &[&str]) -> Vec<u8> {
                 Some(c) => (c, &b"\r\n"[..]),
                 None => (body, &b""[..]),
             };
-            let mut out = Vec::with_capacity(body.len() + encoded.len() + 4);
+            out.extend_from_slice(&mail[..start]);
             out.extend_from_slice(content);
             if !content.is_empty() {
                 out.extend_from_slice(b"\r\n");
             }
             out.extend_from_slice(&encoded);
             out.extend_from_slice(trailing);
-            out
         }
-    };
-    let mut out = Vec::with_capacity(mail.len() + new_body.len());
-    out.extend_from_slice(&mail[..start]);
-    out.extend_from_slice(&new_body);
+    }
     out.extend_from_slice(&mail[end..]);
-    out
 }
 
 fn to_latin1(text: &str) -> Vec<u8> {

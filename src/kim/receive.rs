@@ -130,9 +130,6 @@ pub fn open(received: &[u8], address: &str, opener: &impl Opener) -> Opened {
         decryption: f.code().to_string(),
         integrity: String::new(),
     };
-    let Some(enveloped) = wrap::decode_base64_lines(outer_body) else {
-        return failed(error_mail::DecryptionFailure::WrongFormat);
-    };
     let to_failure = |e: DecryptError| match e {
         DecryptError::KeyUnavailable => error_mail::DecryptionFailure::KeyUnavailable,
         DecryptError::WrongFormat | DecryptError::Corrupted => {
@@ -140,17 +137,25 @@ pub fn open(received: &[u8], address: &str, opener: &impl Opener) -> Opened {
         }
         DecryptError::ProviderUnavailable => error_mail::DecryptionFailure::KonnektorUnavailable,
     };
-    // KOM-LE-A_2043..2045: only with the fetching user's key, found through recipient-emails
-    let (listed, unprotected_attr) = match opener.recipient_emails(&enveloped) {
-        Ok(x) => x,
-        Err(e) => return failed(to_failure(e)),
-    };
-    if !listed.iter().any(|a| a.eq_ignore_ascii_case(address)) {
-        return failed(error_mail::DecryptionFailure::KeyUnavailable);
-    }
-    let decrypted = match opener.decrypt(address, &enveloped) {
-        Ok(d) => d,
-        Err(e) => return failed(to_failure(e)),
+    // Each layer is dropped once the next exists, so a 15 MiB mail costs about three
+    // copies at the peak (the received mail, one layer, the result).
+    let (decrypted, unprotected_attr) = {
+        let Some(enveloped) = wrap::decode_base64_lines(outer_body) else {
+            return failed(error_mail::DecryptionFailure::WrongFormat);
+        };
+        // KOM-LE-A_2043..2045: only with the fetching user's key, found through
+        // recipient-emails
+        let (listed, unprotected_attr) = match opener.recipient_emails(&enveloped) {
+            Ok(x) => x,
+            Err(e) => return failed(to_failure(e)),
+        };
+        if !listed.iter().any(|a| a.eq_ignore_ascii_case(address)) {
+            return failed(error_mail::DecryptionFailure::KeyUnavailable);
+        }
+        match opener.decrypt(address, &enveloped) {
+            Ok(d) => (d, unprotected_attr),
+            Err(e) => return failed(to_failure(e)),
+        }
     };
 
     // integrity: the signature, its path, the outer header, recipient-emails
@@ -176,6 +181,7 @@ pub fn open(received: &[u8], address: &str, opener: &impl Opener) -> Opened {
         }
         return security_violation(received, &decrypted, &codes);
     };
+    drop(decrypted);
     let (inner_head, _) = header::split(inner);
     if !header_mismatch(outer_head, inner_head).is_empty() {
         codes.push("08");
@@ -186,9 +192,10 @@ pub fn open(received: &[u8], address: &str, opener: &impl Opener) -> Opened {
     if !codes.is_empty() {
         return security_violation(received, inner, &codes);
     }
-    let with_notes = notes::append(inner, &[notes::DECRYPTED, notes::SIGNATURE_OK]);
+    let mut mail = error_mail::opened_head(received, "01");
+    notes::append_to(&mut mail, inner, &[notes::DECRYPTED, notes::SIGNATURE_OK]);
     Opened {
-        mail: error_mail::opened(received, &with_notes, "01"),
+        mail,
         decryption: "00".into(),
         integrity: "01".into(),
     }

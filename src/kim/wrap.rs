@@ -85,7 +85,7 @@ pub fn signed_wrap(signed_der: &[u8]) -> Vec<u8> {
 
 /// The SignedData inside a decrypted `signed-data` entity, if it is one. The body is
 /// binary and taken as it is; a base64 body (which some senders use) is decoded.
-pub fn signed_unwrap(entity: &[u8]) -> Option<Vec<u8>> {
+pub fn signed_unwrap(entity: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
     let (head, body) = header::split(entity);
     let ct = header::value(head, "Content-Type")?.to_ascii_lowercase();
     if !ct.starts_with("application/pkcs7-mime") && !ct.starts_with("application/x-pkcs7-mime") {
@@ -93,9 +93,9 @@ pub fn signed_unwrap(entity: &[u8]) -> Option<Vec<u8>> {
     }
     let cte = header::value(head, "Content-Transfer-Encoding").unwrap_or_default();
     if cte.eq_ignore_ascii_case("base64") {
-        decode_base64_lines(body)
+        decode_base64_lines(body).map(std::borrow::Cow::Owned)
     } else {
-        Some(body.to_vec())
+        Some(std::borrow::Cow::Borrowed(body))
     }
 }
 
@@ -160,12 +160,20 @@ pub fn append_base64_lines(out: &mut Vec<u8>, data: &[u8]) {
 
 /// Decodes a base64 body written in lines; `None` if it is not base64.
 pub fn decode_base64_lines(body: &[u8]) -> Option<Vec<u8>> {
-    let compact: Vec<u8> = body
-        .iter()
-        .copied()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
-    B64.decode(compact).ok()
+    // decoded in chunks of whole 4-character groups, so a 20 MiB body is never
+    // copied whole before decoding
+    const CHUNK: usize = 4096;
+    let mut out = Vec::with_capacity(body.len() / 4 * 3);
+    let mut chunk = Vec::with_capacity(CHUNK);
+    for b in body.iter().copied().filter(|b| !b.is_ascii_whitespace()) {
+        chunk.push(b);
+        if chunk.len() == CHUNK {
+            B64.decode_vec(&chunk, &mut out).ok()?;
+            chunk.clear();
+        }
+    }
+    B64.decode_vec(&chunk, &mut out).ok()?;
+    Some(out)
 }
 
 #[cfg(test)]
@@ -196,7 +204,7 @@ mod tests {
         let want = sample("inputEmail.txt.03.signedwrap");
         let header_len = SIGNED_WRAP_HEADER.len();
         assert_eq!(wrapped[..header_len], want[..header_len]);
-        assert_eq!(signed_unwrap(&wrapped).unwrap(), signed);
+        assert_eq!(*signed_unwrap(&wrapped).unwrap(), signed[..]);
         assert_eq!(
             rfc822_unwrap(&sample("inputEmail.txt.01.rfc822wrap")).unwrap(),
             {
