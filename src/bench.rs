@@ -43,12 +43,18 @@ pub enum Bench {
         /// Seconds per phase; three rounds of direct, then through the proxy.
         #[arg(long, default_value_t = 5)]
         seconds: u64,
+        /// The proxy seals every mail (test PKI); without it, the transport alone.
+        #[arg(long)]
+        sealed: bool,
     },
     /// One large mail through the proxy vs. direct: time, throughput, proxy peak RSS.
     Large {
-        /// Mail size in MiB.
+        /// Mail size in MiB (with --sealed at most 14: larger ones go to the KAS).
         #[arg(long, default_value_t = 200)]
         mib: u64,
+        /// The proxy seals the mail and opens it again on a POP3 RETR through it.
+        #[arg(long)]
+        sealed: bool,
     },
 }
 
@@ -61,14 +67,18 @@ pub async fn run(what: Bench) -> BenchResult<()> {
         &["alice@praxis-a.kim.test", "bob@praxis-b.kim.test"],
     )
     .await?;
-    let proxy = ProxyProcess::start(dir.path(), &fd)?;
+    let sealed = match what {
+        Bench::Relay { sealed, .. } | Bench::Large { sealed, .. } => sealed,
+    };
+    let proxy = ProxyProcess::start(dir.path(), &fd, sealed)?;
     match what {
         Bench::Relay {
             clients,
             size,
             seconds,
+            ..
         } => relay(&fd, &proxy, clients, size, Duration::from_secs(seconds)).await,
-        Bench::Large { mib } => large(&fd, &proxy, mib * 1024 * 1024).await,
+        Bench::Large { mib, .. } => large(&fd, &proxy, mib * 1024 * 1024).await,
     }
 }
 
@@ -76,6 +86,8 @@ pub async fn run(what: Bench) -> BenchResult<()> {
 struct ProxyProcess {
     child: Child,
     smtp: SocketAddr,
+    /// The POP3S listener of a sealing proxy.
+    pop3: Option<SocketAddr>,
 }
 
 impl Drop for ProxyProcess {
@@ -86,18 +98,44 @@ impl Drop for ProxyProcess {
 }
 
 impl ProxyProcess {
-    fn start(dir: &Path, fd: &Fachdienst) -> BenchResult<ProxyProcess> {
+    fn start(dir: &Path, fd: &Fachdienst, sealed: bool) -> BenchResult<ProxyProcess> {
         let cfg = dir.join("proxy.toml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "[proxy]\ndata_dir = \"{}\"\nallow_unsealed_for_testing = true\n[log]\nlevel = \"warn,kim_cm::serve=info\"\n\
-                 [[smtp_listener]]\naddress = \"127.0.0.1:0\"\ntls = \"plain\"\n\
-                 [upstream]\nca_file = \"{}\"\n",
-                dir.join("proxy").display(),
-                fd.tls.ca_cert.display()
-            ),
-        )?;
+        let mut text = format!(
+            "[proxy]\ndata_dir = \"{}\"\nallow_unsealed_for_testing = {}\n\
+             [log]\nlevel = \"warn,kim_cm::serve=info\"\n\
+             [[smtp_listener]]\naddress = \"127.0.0.1:0\"\ntls = \"plain\"\n\
+             [upstream]\nca_file = \"{}\"\n",
+            dir.join("proxy").display(),
+            !sealed,
+            fd.tls.ca_cert.display()
+        );
+        if sealed {
+            let addresses: Vec<&str> = fd.accounts.iter().map(|a| a.address.as_str()).collect();
+            let pki = crate::testbed::pki::make(&dir.join("pki"), &addresses)?;
+            text.push_str(&format!(
+                "[[pop3_listener]]\naddress = \"127.0.0.1:0\"\ntls = \"implicit\"\n\
+                 cert = \"{}\"\nkey = \"{}\"\n\
+                 [directory]\nfolder = \"{}\"\n[trust]\nca_file = \"{}\"\n",
+                fd.tls.server_cert.display(),
+                fd.tls.server_key.display(),
+                pki.directory.display(),
+                pki.ca_cert.display()
+            ));
+            for a in &pki.accounts {
+                text.push_str(&format!(
+                    "[[account]]\naddress = \"{}\"\nsmtp_server = \"localhost:{}\"\n\
+                     pop3_server = \"localhost:{}\"\nsigning_pkcs12 = \"{}\"\n\
+                     encryption_pkcs12 = \"{}\"\npkcs12_password_file = \"{}\"\n",
+                    a.address,
+                    fd.smtps.port(),
+                    fd.pop3s.port(),
+                    a.signing_pkcs12.display(),
+                    a.encryption_pkcs12.display(),
+                    pki.password_file.display()
+                ));
+            }
+        }
+        std::fs::write(&cfg, text)?;
         let mut child = Command::new(std::env::current_exe()?)
             .args(["serve", "--config"])
             .arg(&cfg)
@@ -117,15 +155,25 @@ impl ProxyProcess {
                         .next()
                         .and_then(|a| a.parse::<SocketAddr>().ok())
                     {
-                        let _ = tx.send(a);
+                        let _ = tx.send((line.contains("POP3"), a));
                     }
                 }
             }
         });
-        let smtp = rx
-            .recv_timeout(PROXY_START_TIMEOUT)
-            .map_err(|_| "the proxy did not start")?;
-        Ok(ProxyProcess { child, smtp })
+        let (mut smtp, mut pop3) = (None, None);
+        let wanted = if sealed { 2 } else { 1 };
+        for _ in 0..wanted {
+            match rx.recv_timeout(PROXY_START_TIMEOUT) {
+                Ok((true, a)) => pop3 = Some(a),
+                Ok((false, a)) => smtp = Some(a),
+                Err(_) => return Err("the proxy did not start".into()),
+            }
+        }
+        Ok(ProxyProcess {
+            child,
+            smtp: smtp.ok_or("the proxy did not start its SMTP listener")?,
+            pop3,
+        })
     }
 
     /// Peak resident set size (VmHWM) of the proxy process, in KiB.
@@ -287,15 +335,63 @@ async fn relay(
     }
     let (d, p) = (dsum / RELAY_ROUNDS as f64, psum / RELAY_ROUNDS as f64);
     println!("  mean: direct {d:.0} mails/s, through kim-cm {p:.0} mails/s");
-    println!(
-        "  kim-cm keeps {:.0} % of the direct rate (goal: at least 80 %)",
-        100.0 * p / d
-    );
+    if proxy.pop3.is_some() {
+        println!(
+            "  sealing: kim-cm signs and encrypts {p:.0} mails/s ({:.0} % of the unsealed direct rate)",
+            100.0 * p / d
+        );
+    } else {
+        println!(
+            "  kim-cm keeps {:.0} % of the direct rate (goal: at least 80 %)",
+            100.0 * p / d
+        );
+    }
     println!(
         "  kim-cm peak RSS: {:.1} MiB",
         proxy.peak_rss_kib() as f64 / 1024.0
     );
     Ok(())
+}
+
+/// Bob fetches message `n` through the proxy's POP3S listener: the size delivered and
+/// its result fields.
+async fn fetch_opened(fd: &Fachdienst, pop3: SocketAddr, n: usize) -> BenchResult<(u64, String)> {
+    let settings = crate::pop3::client::ClientSettings {
+        tls: TlsMode::Implicit,
+        connector: Arc::new(tls::connector(&fd.tls.ca_cert, None)?),
+        connect_timeout: Duration::from_secs(10),
+        timeout: Duration::from_secs(300),
+    };
+    let bob = &fd.accounts[1];
+    let server = Server {
+        host: "localhost".into(),
+        port: pop3.port(),
+    };
+    let mut c = crate::pop3::client::Pop3Client::connect(&server, &settings).await?;
+    c.login(
+        &format!("{}#localhost:{}#1#KOM_LE#7", bob.address, fd.pop3s.port()),
+        &bob.password,
+    )
+    .await?;
+    let spool_dir = tempfile::tempdir()?;
+    let mut spool = crate::spool::Spool::new(&crate::spool::SpoolSettings {
+        dir: spool_dir.path().to_path_buf(),
+        memory_limit: 64 * 1024,
+    });
+    c.retr_into(n, &mut spool).await?;
+    let _ = c.quit().await;
+    let mut head = vec![0u8; 4096];
+    let mut r = spool.reader().await?;
+    let k = tokio::io::AsyncReadExt::read(&mut r, &mut head).await?;
+    drop(r);
+    let head = String::from_utf8_lossy(&head[..k]).into_owned();
+    let result = head
+        .lines()
+        .filter(|l| l.starts_with("X-KIM-"))
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok((spool.len(), result))
 }
 
 /// A generated mail of `size` bytes, streamed without holding it in memory.
@@ -369,6 +465,20 @@ async fn large(fd: &Fachdienst, proxy: &ProxyProcess, size: u64) -> BenchResult<
         "  kim-cm peak RSS: {:.1} MiB (goal: under 64 MiB)",
         proxy.peak_rss_kib() as f64 / 1024.0
     );
+    if let Some(pop3) = proxy.pop3 {
+        let start = Instant::now();
+        let got = fetch_opened(fd, pop3, 2).await?;
+        println!(
+            "  fetched and opened through kim-cm      {:>6.2} s  ({:.1} MiB delivered, {})",
+            start.elapsed().as_secs_f64(),
+            got.0 as f64 / 1048576.0,
+            got.1
+        );
+        println!(
+            "  kim-cm peak RSS after opening: {:.1} MiB (goal: under 64 MiB)",
+            proxy.peak_rss_kib() as f64 / 1024.0
+        );
+    }
     // the simulated Fachdienst's copies are not needed
     for a in &fd.accounts {
         for m in fd.store.list(&a.address)? {

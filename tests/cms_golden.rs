@@ -108,12 +108,13 @@ fn the_signed_sample_verifies_to_the_rfc822_wrap_exactly() {
     // The signer's CA (GEM.SMCB-CA24 TEST-ONLY) is not in the sample; the trust anchor
     // given is the sample's root GEM.RCA2-TEST-ONLY, so the path cannot be built and
     // the verdict is "math right, path not valid" (05).
-    let v = cms::verify(
-        &read("inputEmail.txt.02.signedcms"),
-        &store_of(&["A/GEM.RCA2-TEST-ONLY.pem"]),
-    );
+    let der = read("inputEmail.txt.02.signedcms");
+    let v = cms::verify(&der, &store_of(&["A/GEM.RCA2-TEST-ONLY.pem"]));
     assert_eq!(v.status, cms::SignatureStatus::CertPathInvalid);
-    assert_eq!(v.content.unwrap(), read("inputEmail.txt.01.rfc822wrap"));
+    assert_eq!(
+        *v.content.unwrap(),
+        read("inputEmail.txt.01.rfc822wrap")[..]
+    );
     // the signed recipient-emails equals the unprotected one of .04 byte for byte
     let signed = v.recipient_emails.unwrap();
     let unprotected = cms::recipient_emails_of(&read("inputEmail.txt.04.encryptedcms"))
@@ -259,7 +260,7 @@ fn the_undamaged_signed_sample_re_encrypted_opens_fully() {
         keys: &keys,
         trust: &trust,
     };
-    let o = kim_cm::kim::receive::open(&mail, "mustersender@komle.de", &opener);
+    let o = kim_cm::kim::receive::open(&mail[..], "mustersender@komle.de", &opener);
     assert_eq!(
         (o.decryption.as_str(), o.integrity.as_str()),
         ("00", "01"),

@@ -202,7 +202,7 @@ Content-Transfer-Encoding: base64\r\n\r\n"
         keys: &c.b.encryption,
         trust: &trust,
     };
-    let o = receive::open(&mail, "b@x.de", &opener);
+    let o = receive::open(&mail[..], "b@x.de", &opener);
     assert_eq!((o.decryption.as_str(), o.integrity.as_str()), ("00", "09"));
     let text = String::from_utf8_lossy(&o.mail);
     assert!(text.contains("Sicherheitsverletzung") && text.contains("cli-marker-77"));

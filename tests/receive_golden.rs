@@ -38,7 +38,7 @@ fn the_sample_mail_decrypts_and_reports_the_damaged_signature() {
         trust: &trust,
     };
     let received = read("inputEmail.txt.05.encryptedwrap");
-    let o = receive::open(&received, "musterempfaenger@komle.de", &opener);
+    let o = receive::open(&received[..], "musterempfaenger@komle.de", &opener);
     assert_eq!((o.decryption.as_str(), o.integrity.as_str()), ("00", "04"));
     let msg = MessageParser::default().parse(&o.mail[..]).unwrap();
     assert_eq!(
@@ -51,6 +51,6 @@ fn the_sample_mail_decrypts_and_reports_the_damaged_signature() {
     );
     assert!(msg.body_text(0).unwrap().contains("Sicherheitsverletzung"));
     // the fetching user must be among the recipients: another address gets 01
-    let o = receive::open(&received, "someone.else@komle.de", &opener);
+    let o = receive::open(&received[..], "someone.else@komle.de", &opener);
     assert_eq!(o.decryption, "01");
 }

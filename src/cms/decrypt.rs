@@ -192,6 +192,70 @@ fn unwrap_key(encrypted_key: &[u8], key: &PKeyRef<Private>) -> Result<Vec<u8>, O
 
 /// Decrypts `der` with `key`, whose certificate is `cert`.
 pub fn decrypt(der: &[u8], cert: &X509Ref, key: &PKeyRef<Private>) -> Result<Decrypted, OpenError> {
+    decrypt_in_place(der.to_vec(), cert, key)
+}
+
+/// [`decrypt`], with the plaintext written over the DER it came from: a 15 MiB mail
+/// needs no second 15 MiB buffer. On any failure the buffer is wiped.
+pub fn decrypt_in_place(
+    mut der: Vec<u8>,
+    cert: &X509Ref,
+    key: &PKeyRef<Private>,
+) -> Result<Decrypted, OpenError> {
+    let p = prepare(&der, cert, key)?;
+    match gcm_in_place(&mut der, &p) {
+        Ok(n) => {
+            der.truncate(n);
+            Ok(Decrypted {
+                content: der,
+                recipient_emails: p.recipient_emails,
+            })
+        }
+        Err(e) => {
+            der.fill(0);
+            Err(e)
+        }
+    }
+}
+
+/// Whether `der` parses as an AuthEnvelopedData of the profile.
+pub fn parts_ok(der: &[u8]) -> Result<(), OpenError> {
+    parts(der).map(drop)
+}
+
+/// True when `der` has a KeyTransRecipientInfo for `cert` (IssuerAndSerialNumber).
+pub fn addressed_to(der: &[u8], cert: &X509Ref) -> bool {
+    let Ok(p) = parts(der) else {
+        return false;
+    };
+    p.recipient_infos.iter().any(|ri| {
+        let Ok(f) = ri.children() else {
+            return false;
+        };
+        let Some(rid) = f.get(1).filter(|r| r.tag == 0x30) else {
+            return false;
+        };
+        rid.children()
+            .ok()
+            .is_some_and(|r| match (r.first(), r.get(1)) {
+                (Some(i), Some(s)) => names_cert(i.raw, s.content, cert),
+                _ => false,
+            })
+    })
+}
+
+/// Everything decryption needs, read from the DER: the content key, GCM parameters,
+/// and where the ciphertext pieces lie in the DER.
+struct Prepared {
+    cek: zeroize::Zeroizing<Vec<u8>>,
+    nonce: Vec<u8>,
+    aad: Vec<u8>,
+    tag: Vec<u8>,
+    ranges: Vec<(usize, usize)>,
+    recipient_emails: Option<RecipientEmails>,
+}
+
+fn prepare(der: &[u8], cert: &X509Ref, key: &PKeyRef<Private>) -> Result<Prepared, OpenError> {
     let p = parts(der)?;
     // KOM-LE-A_2108/2109: KeyTransRecipientInfo with IssuerAndSerialNumber
     let mut ours = None;
@@ -271,9 +335,17 @@ pub fn decrypt(der: &[u8], cert: &X509Ref, key: &PKeyRef<Private>) -> Result<Dec
         }
         None => Vec::new(),
     };
-    let content = gcm_decrypt(&cek, &nonce, &aad, &pieces, &tag)?;
-    Ok(Decrypted {
-        content,
+    let base = der.as_ptr() as usize;
+    let ranges = pieces
+        .iter()
+        .map(|piece| (piece.as_ptr() as usize - base, piece.len()))
+        .collect();
+    Ok(Prepared {
+        cek,
+        nonce,
+        aad,
+        tag,
+        ranges,
         recipient_emails: recipient_emails(p.unauth_attrs.as_ref())?,
     })
 }
@@ -293,34 +365,31 @@ fn collect_pieces<'a>(t: &Tlv<'a>, out: &mut Vec<&'a [u8]>, depth: usize) -> Res
     Ok(())
 }
 
-/// AES-256-GCM over `pieces`; the tag is checked before the plaintext is returned,
-/// and a plaintext that fails the check is wiped.
-fn gcm_decrypt(
-    key: &[u8],
-    nonce: &[u8],
-    aad: &[u8],
-    pieces: &[&[u8]],
-    tag: &[u8],
-) -> Result<Vec<u8>, OpenError> {
+/// AES-256-GCM over the ciphertext ranges of `der`, the plaintext written from the
+/// start of `der` (never ahead of what is still to be read); returns its length. The
+/// tag is checked before the caller sees any of it.
+fn gcm_in_place(der: &mut [u8], p: &Prepared) -> Result<usize, OpenError> {
+    const CHUNK: usize = 64 * 1024;
     let cipher = Cipher::aes_256_gcm();
     let fail = |_| OpenError::Corrupted;
-    let mut c = Crypter::new(cipher, Mode::Decrypt, key, Some(nonce)).map_err(fail)?;
-    c.aad_update(aad).map_err(fail)?;
-    let total: usize = pieces.iter().map(|p| p.len()).sum();
-    let block = cipher.block_size();
-    let mut out = zeroize::Zeroizing::new(Vec::with_capacity(total + block));
-    for p in pieces {
-        let at = out.len();
-        out.resize(at + p.len() + block, 0);
-        let n = c.update(p, &mut out[at..]).map_err(fail)?;
-        out.truncate(at + n);
+    let mut c = Crypter::new(cipher, Mode::Decrypt, &p.cek, Some(&p.nonce)).map_err(fail)?;
+    c.aad_update(&p.aad).map_err(fail)?;
+    let mut tmp = zeroize::Zeroizing::new(vec![0u8; CHUNK + cipher.block_size()]);
+    let mut cursor = 0;
+    for &(start, len) in &p.ranges {
+        let mut off = start;
+        while off < start + len {
+            let m = CHUNK.min(start + len - off);
+            let k = c.update(&der[off..off + m], &mut tmp).map_err(fail)?;
+            der[cursor..cursor + k].copy_from_slice(&tmp[..k]);
+            cursor += k;
+            off += m;
+        }
     }
-    c.set_tag(tag).map_err(fail)?;
-    let at = out.len();
-    out.resize(at + block, 0);
-    let n = c.finalize(&mut out[at..]).map_err(fail)?;
-    out.truncate(at + n);
-    Ok(std::mem::take(&mut *out))
+    c.set_tag(&p.tag).map_err(fail)?;
+    let k = c.finalize(&mut tmp).map_err(fail)?;
+    der[cursor..cursor + k].copy_from_slice(&tmp[..k]);
+    Ok(cursor + k)
 }
 
 /// SHA-256 fingerprint of a certificate, for logs.

@@ -16,7 +16,9 @@ pub mod recipient_emails;
 pub mod sign;
 pub mod verify;
 
-pub use decrypt::{decrypt, recipient_emails_of, Decrypted, OpenError};
+pub use decrypt::{
+    addressed_to, decrypt, decrypt_in_place, recipient_emails_of, Decrypted, OpenError,
+};
 pub use encrypt::{encrypt, SealError};
 pub use recipient_emails::{RecipientEmail, RecipientEmails};
 pub use sign::sign;

@@ -9,6 +9,8 @@
 //! several copies of the content in memory at once: for a 15 MiB mail that alone
 //! broke the memory budget. Here the content is hashed in place and copied once.
 
+use std::borrow::Cow;
+
 use openssl::hash::{Hasher, MessageDigest};
 use openssl::md::{Md, MdRef};
 use openssl::pkey::{PKey, Public};
@@ -38,16 +40,17 @@ pub enum SignatureStatus {
 
 /// What verification found.
 #[derive(Debug, Clone)]
-pub struct Verified {
+pub struct Verified<'a> {
     pub status: SignatureStatus,
-    /// The signed content, when the signature is mathematically right.
-    pub content: Option<Vec<u8>>,
+    /// The signed content, when the signature is mathematically right: borrowed
+    /// from the DER unless the sender split it into pieces.
+    pub content: Option<Cow<'a, [u8]>>,
     pub signer: Option<X509>,
     pub recipient_emails: Option<RecipientEmails>,
 }
 
-impl Verified {
-    fn wrong_format() -> Verified {
+impl Verified<'_> {
+    fn wrong_format() -> Verified<'static> {
         Verified {
             status: SignatureStatus::WrongFormat,
             content: None,
@@ -247,7 +250,7 @@ fn parts(der: &[u8]) -> Option<Parts<'_>> {
 }
 
 /// Verifies `der` against `trust`.
-pub fn verify(der: &[u8], trust: &X509StoreRef) -> Verified {
+pub fn verify<'a>(der: &'a [u8], trust: &X509StoreRef) -> Verified<'a> {
     let Some(p) = parts(der) else {
         return Verified::wrong_format();
     };
@@ -351,7 +354,10 @@ pub fn verify(der: &[u8], trust: &X509StoreRef) -> Verified {
         } else {
             SignatureStatus::CertPathInvalid
         },
-        content: Some(p.econtent.concat()),
+        content: Some(match p.econtent.as_slice() {
+            [one] => Cow::Borrowed(*one),
+            pieces => Cow::Owned(pieces.concat()),
+        }),
         signer: Some(signer),
         recipient_emails,
     }

@@ -31,19 +31,20 @@ impl Opener for SoftwareOpener<'_> {
         }
     }
 
-    fn decrypt(&self, _address: &str, der: &[u8]) -> Result<Vec<u8>, DecryptError> {
-        let mut last = DecryptError::KeyUnavailable;
-        for k in self.keys {
-            match cms::decrypt(der, &k.cert, &k.key) {
-                Ok(d) => return Ok(d.content),
-                Err(OpenError::NotForThisKey) => {}
-                Err(e) => last = decrypt_error(e),
-            }
-        }
-        Err(last)
+    fn decrypt(&self, _address: &str, der: Vec<u8>) -> Result<Vec<u8>, DecryptError> {
+        // the key whose certificate has a RecipientInfo, then one decryption in place
+        let Some(k) = self.keys.iter().find(|k| cms::addressed_to(&der, &k.cert)) else {
+            return Err(match cms::decrypt::parts_ok(&der) {
+                Ok(()) => DecryptError::KeyUnavailable,
+                Err(e) => decrypt_error(e),
+            });
+        };
+        cms::decrypt_in_place(der, &k.cert, &k.key)
+            .map(|d| d.content)
+            .map_err(decrypt_error)
     }
 
-    fn verify(&self, signed_der: &[u8]) -> Verification {
+    fn verify<'a>(&self, signed_der: &'a [u8]) -> Verification<'a> {
         let v = cms::verify(signed_der, self.trust);
         Verification {
             check: match v.status {

@@ -58,10 +58,11 @@ impl SignatureCheck {
 
 /// A verified SignedData.
 #[derive(Debug, Clone)]
-pub struct Verification {
+pub struct Verification<'a> {
     pub check: SignatureCheck,
-    /// The signed content (eContent), when it could be read.
-    pub content: Option<Vec<u8>>,
+    /// The signed content (eContent), when it could be read; borrowed from the
+    /// SignedData where possible.
+    pub content: Option<std::borrow::Cow<'a, [u8]>>,
     /// The signed recipient-emails attribute (DER), when present.
     pub recipient_emails: Option<Vec<u8>>,
 }
@@ -74,10 +75,11 @@ pub trait Opener {
         &self,
         enveloped_der: &[u8],
     ) -> Result<(Vec<String>, Vec<u8>), DecryptError>;
-    /// Decrypts with the key of `address` only (KOM-LE-A_2045).
-    fn decrypt(&self, address: &str, enveloped_der: &[u8]) -> Result<Vec<u8>, DecryptError>;
+    /// Decrypts with the key of `address` only (KOM-LE-A_2045). Takes the DER by
+    /// value, so a provider can decrypt in place.
+    fn decrypt(&self, address: &str, enveloped_der: Vec<u8>) -> Result<Vec<u8>, DecryptError>;
     /// Verifies a SignedData.
-    fn verify(&self, signed_der: &[u8]) -> Verification;
+    fn verify<'a>(&self, signed_der: &'a [u8]) -> Verification<'a>;
 }
 
 /// What [`open`] made of a mail.
@@ -108,25 +110,29 @@ pub fn header_mismatch(outer_head: &[u8], inner_head: &[u8]) -> Vec<&'static str
 
 /// Opens `received` for the fetching user `address` (the POP3 user name without the
 /// `#` part, KOM-LE-A_2044).
-pub fn open(received: &[u8], address: &str, opener: &impl Opener) -> Opened {
-    let (outer_head, outer_body) = header::split(received);
+///
+/// It takes the received mail by value: an opened mail is built after the received
+/// one is freed, so the peak memory of a large mail stays near two copies.
+pub fn open(received: impl Into<Vec<u8>>, address: &str, opener: &impl Opener) -> Opened {
+    let received: Vec<u8> = received.into();
+    let (outer_head, outer_body) = header::split(&received);
     // A_21390: only a mail with X-KOM-LE-Version is a KIM mail
     let Some(version) = header::value(outer_head, "X-KOM-LE-Version") else {
         return Opened {
-            mail: received.to_vec(),
+            mail: received,
             decryption: String::new(),
             integrity: String::new(),
         };
     };
     if !SUPPORTED_VERSIONS.contains(&version.as_str()) {
         return Opened {
-            mail: error_mail::unsupported_version(received, &version, &SUPPORTED_VERSIONS),
+            mail: error_mail::unsupported_version(&received, &version, &SUPPORTED_VERSIONS),
             decryption: String::new(),
             integrity: String::new(),
         };
     }
     let failed = |f: error_mail::DecryptionFailure| Opened {
-        mail: error_mail::not_decrypted(received, &f, address),
+        mail: error_mail::not_decrypted(&received, &f, address),
         decryption: f.code().to_string(),
         integrity: String::new(),
     };
@@ -152,16 +158,18 @@ pub fn open(received: &[u8], address: &str, opener: &impl Opener) -> Opened {
         if !listed.iter().any(|a| a.eq_ignore_ascii_case(address)) {
             return failed(error_mail::DecryptionFailure::KeyUnavailable);
         }
-        match opener.decrypt(address, &enveloped) {
+        match opener.decrypt(address, enveloped) {
             Ok(d) => (d, unprotected_attr),
             Err(e) => return failed(to_failure(e)),
         }
     };
 
-    // integrity: the signature, its path, the outer header, recipient-emails
+    // integrity: the signature, its path, the outer header, recipient-emails; the
+    // content stays where it is in the decrypted buffer
     let mut codes: Vec<&'static str> = Vec::new();
-    let verification = match wrap::signed_unwrap(&decrypted) {
-        Some(signed) => opener.verify(&signed),
+    let signed = wrap::signed_unwrap(&decrypted);
+    let verification = match &signed {
+        Some(signed) => opener.verify(signed),
         None => Verification {
             check: SignatureCheck::NoSignature,
             content: None,
@@ -179,9 +187,8 @@ pub fn open(received: &[u8], address: &str, opener: &impl Opener) -> Opened {
         if codes.is_empty() {
             codes.push(SignatureCheck::WrongFormat.code());
         }
-        return security_violation(received, &decrypted, &codes);
+        return security_violation(&received, &decrypted, &codes);
     };
-    drop(decrypted);
     let (inner_head, _) = header::split(inner);
     if !header_mismatch(outer_head, inner_head).is_empty() {
         codes.push("08");
@@ -190,9 +197,10 @@ pub fn open(received: &[u8], address: &str, opener: &impl Opener) -> Opened {
         codes.push("09");
     }
     if !codes.is_empty() {
-        return security_violation(received, inner, &codes);
+        return security_violation(&received, inner, &codes);
     }
-    let mut mail = error_mail::opened_head(received, "01");
+    let mut mail = error_mail::opened_head(&received, "01");
+    drop(received);
     notes::append_to(&mut mail, inner, &[notes::DECRYPTED, notes::SIGNATURE_OK]);
     Opened {
         mail,
@@ -218,17 +226,17 @@ mod tests {
         listed: Vec<String>,
         attr: Vec<u8>,
         decrypted: Result<Vec<u8>, DecryptError>,
-        verification: Verification,
+        verification: Verification<'static>,
     }
 
     impl Opener for Fixed {
         fn recipient_emails(&self, _: &[u8]) -> Result<(Vec<String>, Vec<u8>), DecryptError> {
             Ok((self.listed.clone(), self.attr.clone()))
         }
-        fn decrypt(&self, _: &str, _: &[u8]) -> Result<Vec<u8>, DecryptError> {
+        fn decrypt(&self, _: &str, _: Vec<u8>) -> Result<Vec<u8>, DecryptError> {
             self.decrypted.clone()
         }
-        fn verify(&self, _: &[u8]) -> Verification {
+        fn verify<'a>(&self, _: &'a [u8]) -> Verification<'a> {
             self.verification.clone()
         }
     }
@@ -251,7 +259,7 @@ mod tests {
             decrypted: Ok(wrap::signed_wrap(b"SIGNED")),
             verification: Verification {
                 check: SignatureCheck::Valid,
-                content: Some(wrap::rfc822_wrap(INNER)),
+                content: Some(wrap::rfc822_wrap(INNER).into()),
                 recipient_emails: Some(b"ATTR".to_vec()),
             },
         }
@@ -259,7 +267,7 @@ mod tests {
 
     #[test]
     fn a_good_mail_opens_with_results_and_notes() {
-        let o = open(&outer("A <a@x.de>"), "B@x.de", &good());
+        let o = open(outer("A <a@x.de>"), "B@x.de", &good());
         assert_eq!((o.decryption.as_str(), o.integrity.as_str()), ("00", "01"));
         let text = String::from_utf8(o.mail).unwrap();
         assert!(text.starts_with("Return-Path: <a@x.de>\r\nX-KIM-DecryptionResult: 00\r\nX-KIM-IntegrityCheckResult: 01\r\nFrom: A <a@x.de>"), "{text}");
@@ -281,7 +289,7 @@ mod tests {
     fn only_the_fetching_users_key() {
         let mut f = good();
         f.listed = vec!["c@x.de".into()];
-        let o = open(&outer("A <a@x.de>"), "b@x.de", &f);
+        let o = open(outer("A <a@x.de>"), "b@x.de", &f);
         assert_eq!(o.decryption, "01");
         assert!(String::from_utf8_lossy(&o.mail).contains("X-KIM-DecryptionResult: 01\r\n"));
     }
@@ -296,7 +304,7 @@ mod tests {
         ] {
             let mut f = good();
             f.decrypted = Err(e);
-            let o = open(&outer("A <a@x.de>"), "b@x.de", &f);
+            let o = open(outer("A <a@x.de>"), "b@x.de", &f);
             assert_eq!(o.decryption, code);
             assert!(
                 !String::from_utf8_lossy(&o.mail).contains("Hallo"),
@@ -309,18 +317,18 @@ mod tests {
 
     #[test]
     fn integrity_failures_get_their_codes_and_the_security_text() {
-        let o = open(&outer("Mallory <m@evil.de>"), "b@x.de", &good());
+        let o = open(outer("Mallory <m@evil.de>"), "b@x.de", &good());
         assert_eq!(o.integrity, "08");
         let text = String::from_utf8_lossy(&o.mail).into_owned();
         assert!(text.contains("Sicherheitsverletzung"));
 
         let mut f = good();
         f.verification.recipient_emails = Some(b"OTHER".to_vec());
-        assert_eq!(open(&outer("A <a@x.de>"), "b@x.de", &f).integrity, "09");
+        assert_eq!(open(outer("A <a@x.de>"), "b@x.de", &f).integrity, "09");
 
         let mut f = good();
         f.verification.check = SignatureCheck::IntegrityViolated;
-        assert_eq!(open(&outer("A <a@x.de>"), "b@x.de", &f).integrity, "02");
+        assert_eq!(open(outer("A <a@x.de>"), "b@x.de", &f).integrity, "02");
 
         let mut f = good();
         f.verification = Verification {
@@ -328,12 +336,12 @@ mod tests {
             content: None,
             recipient_emails: None,
         };
-        let o = open(&outer("A <a@x.de>"), "b@x.de", &f);
+        let o = open(outer("A <a@x.de>"), "b@x.de", &f);
         assert_eq!((o.decryption.as_str(), o.integrity.as_str()), ("00", "04"));
 
         let mut f = good();
         f.decrypted = Ok(b"Content-Type: text/plain\r\n\r\nnot signed".to_vec());
-        assert_eq!(open(&outer("A <a@x.de>"), "b@x.de", &f).integrity, "03");
+        assert_eq!(open(outer("A <a@x.de>"), "b@x.de", &f).integrity, "03");
     }
 
     #[test]

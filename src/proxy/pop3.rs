@@ -251,7 +251,7 @@ impl ProxyMailbox {
                 keys: account_keys.unwrap_or(&none),
                 trust: &trust,
             };
-            receive::open(&received, &address, &opener)
+            receive::open(received, &address, &opener)
         })
         .await
         .map_err(|e| {
