@@ -335,10 +335,18 @@ async fn relay(
     }
     let (d, p) = (dsum / RELAY_ROUNDS as f64, psum / RELAY_ROUNDS as f64);
     println!("  mean: direct {d:.0} mails/s, through kim-cm {p:.0} mails/s");
-    if proxy.pop3.is_some() {
+    if let Some(pop3) = proxy.pop3 {
         println!(
             "  sealing: kim-cm signs and encrypts {p:.0} mails/s ({:.0} % of the unsealed direct rate)",
             100.0 * p / d
+        );
+        // the way back: one POP3 session (a maildrop is locked to one session), RETR
+        // of the first mails, through kim-cm (opened) and direct (as stored)
+        let direct_pop3 = SocketAddr::new(fd.pop3s.ip(), fd.pop3s.port());
+        let (dr, n) = retr_rate(fd, direct_pop3, None, FETCH_COUNT).await?;
+        let (pr, _) = retr_rate(fd, pop3, Some(fd.pop3s.port()), FETCH_COUNT).await?;
+        println!(
+            "  fetching {n} mails in one POP3 session: direct {dr:.0} mails/s, through kim-cm (opened) {pr:.0} mails/s"
         );
     } else {
         println!(
@@ -351,6 +359,56 @@ async fn relay(
         proxy.peak_rss_kib() as f64 / 1024.0
     );
     Ok(())
+}
+
+/// Mails fetched in the POP3 phase of the sealed relay benchmark.
+const FETCH_COUNT: usize = 500;
+
+/// Bob's RETR of his last `count` messages (the last phase sent them through the
+/// sealing proxy) in one session at `addr` (the proxy when `upstream_port` names the
+/// Fachdienst behind it); mails per second. UIDL gives the count: through kim-cm,
+/// STAT and LIST would open every mail to report its size.
+async fn retr_rate(
+    fd: &Fachdienst,
+    addr: SocketAddr,
+    upstream_port: Option<u16>,
+    count: usize,
+) -> BenchResult<(f64, usize)> {
+    let settings = crate::pop3::client::ClientSettings {
+        tls: TlsMode::Implicit,
+        connector: Arc::new(tls::connector(&fd.tls.ca_cert, None)?),
+        connect_timeout: Duration::from_secs(10),
+        timeout: Duration::from_secs(300),
+    };
+    let bob = &fd.accounts[1];
+    let server = Server {
+        host: "localhost".into(),
+        port: addr.port(),
+    };
+    let user = match upstream_port {
+        Some(p) => format!("{}#localhost:{p}#1#KOM_LE#7", bob.address),
+        None => bob.address.clone(),
+    };
+    let mut c = crate::pop3::client::Pop3Client::connect(&server, &settings).await?;
+    c.login(&user, &bob.password).await?;
+    let spool_dir = tempfile::tempdir()?;
+    let settings = crate::spool::SpoolSettings {
+        dir: spool_dir.path().to_path_buf(),
+        memory_limit: 1024 * 1024,
+    };
+    let total = c.uidl(None).await?.len();
+    let start = Instant::now();
+    let mut n = 0;
+    for i in total.saturating_sub(count) + 1..=total {
+        let mut spool = crate::spool::Spool::new(&settings);
+        match c.retr_into(i, &mut spool).await {
+            Ok(()) => n += 1,
+            Err(_) => break,
+        }
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    let _ = c.quit().await;
+    Ok((rate, n))
 }
 
 /// Bob fetches message `n` through the proxy's POP3S listener: the size delivered and
