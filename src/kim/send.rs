@@ -302,3 +302,40 @@ fn seal_blocking(
     }
     Ok((sealed, notices))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::{PKey, Private};
+
+    fn cert(key: &PKey<Private>, from_days: i64, to_days: i64) -> X509 {
+        let day = |d: i64| {
+            let secs = time::OffsetDateTime::now_utc().unix_timestamp() + d * 86400;
+            Asn1Time::from_unix(secs).unwrap()
+        };
+        let mut b = X509::builder().unwrap();
+        b.set_pubkey(key).unwrap();
+        b.set_not_before(&day(from_days)).unwrap();
+        b.set_not_after(&day(to_days)).unwrap();
+        b.sign(key, MessageDigest::sha256()).unwrap();
+        b.build()
+    }
+
+    #[test]
+    fn only_valid_rsa_certificates_are_used() {
+        let rsa = PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
+        let group = EcGroup::from_curve_name(Nid::BRAINPOOL_P256R1).unwrap();
+        let ec = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+        let valid = cert(&rsa, -1, 30);
+        let expired = cert(&rsa, -30, -1);
+        let not_yet = cert(&rsa, 1, 30);
+        // A_17472: without the Konnektor's ECC support, ECC certificates are skipped
+        let brainpool = cert(&ec, -1, 30);
+        let kept = usable(vec![expired, brainpool, valid.clone(), not_yet]);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].to_der().unwrap(), valid.to_der().unwrap());
+    }
+}
