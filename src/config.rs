@@ -209,6 +209,18 @@ pub struct Upstream {
     pub smtp_tls: TlsMode,
     #[serde(default = "implicit", deserialize_with = "de_upstream_tls")]
     pub pop3_tls: TlsMode,
+    /// The AccountLimit service's base URL (`https://host:port/AccountLimit/v1.1`).
+    #[serde(default, deserialize_with = "de_https_url")]
+    pub account_limit_url: Option<crate::http::url::HttpsUrl>,
+}
+
+fn de_https_url<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<crate::http::url::HttpsUrl>, D::Error> {
+    let text = String::deserialize(d)?;
+    crate::http::url::HttpsUrl::parse(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 fn implicit() -> TlsMode {

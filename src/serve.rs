@@ -206,6 +206,22 @@ pub async fn start(cfg: Arc<Config>) -> Result<Running, StartError> {
         tasks: Vec::new(),
     };
 
+    let limits = match (&cfg.upstream.account_limit_url, &opening) {
+        (Some(url), Opening::Software { store, .. }) => Some(Arc::new(crate::limits::Limits {
+            url: url.clone(),
+            http: crate::http::client::HttpSettings {
+                connector: connector.clone(),
+                connect_timeout: cfg.proxy.connect_timeout(),
+                timeout: cfg.proxy.upstream_timeout(),
+            },
+            store: store.clone(),
+        })),
+        (None, Opening::Software { .. }) => {
+            tracing::warn!("[upstream] account_limit_url is not set: kim-cm sends without the account's limits (maxMailSize, dataTimeToLive 90 days)");
+            None
+        }
+        _ => None,
+    };
     let smtp_backend = Arc::new(SmtpProxy::new(
         cfg.clone(),
         smtp::client::ClientSettings {
@@ -216,6 +232,7 @@ pub async fn start(cfg: Arc<Config>) -> Result<Running, StartError> {
             helo_name: cfg.proxy.name.clone(),
         },
         SendPipeline::new(sealing, &cfg.proxy.name),
+        limits,
     ));
     for l in &cfg.smtp_listener {
         let (listener, settings, addr) = open(&cfg, l, &spool).await?;

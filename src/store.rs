@@ -1,5 +1,6 @@
 //! kim-cm's embedded state (SQLite in the data directory): what must survive a
-//! restart. Today: the outcome of opening each received mail per account and UIDL,
+//! restart. The accounts' limits (getLimits, cached 24 hours, A_22416), and the
+//! outcome of opening each received mail per account and UIDL,
 //! so that the same RETR always yields the same bytes and LIST/STAT can report the
 //! size the client will receive. Opened mails themselves are not stored: opening is
 //! deterministic, so no plaintext has to sit on disk between two RETRs.
@@ -44,6 +45,11 @@ CREATE TABLE IF NOT EXISTS pop3_result (
     integrity  TEXT NOT NULL,
     created    INTEGER NOT NULL,
     PRIMARY KEY (account, uidl)
+);
+CREATE TABLE IF NOT EXISTS account_limit (
+    account TEXT PRIMARY KEY,
+    json    TEXT NOT NULL,
+    fetched INTEGER NOT NULL
 );";
 
 impl Store {
@@ -110,6 +116,37 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (account, uidl) DO UPDATE SET size = ?3, decryption = ?4, integrity = ?5",
                 params![account.to_ascii_lowercase(), uidl, r.size as i64, r.decryption, r.integrity, now],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+}
+
+impl Store {
+    /// The cached getLimits answer of `account` (JSON) and when it was fetched (Unix
+    /// seconds).
+    pub fn account_limit(&self, account: &str) -> Result<Option<(String, i64)>, StoreError> {
+        self.lock()
+            .query_row(
+                "SELECT json, fetched FROM account_limit WHERE account = ?1",
+                params![account.to_ascii_lowercase()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn put_account_limit(
+        &self,
+        account: &str,
+        json: &str,
+        fetched: i64,
+    ) -> Result<(), StoreError> {
+        self.lock()
+            .execute(
+                "INSERT INTO account_limit (account, json, fetched) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (account) DO UPDATE SET json = ?2, fetched = ?3",
+                params![account.to_ascii_lowercase(), json, fetched],
             )
             .map(drop)
             .map_err(|e| self.err(e))

@@ -106,6 +106,7 @@ impl SendPipeline {
         mail_from: &str,
         recipients: &[String],
         mut mail: Spool,
+        data_time_to_live_days: i64,
     ) -> Result<Outgoing, Refusal> {
         let setup = match &self.sealing {
             Sealing::Unsealed => {
@@ -163,7 +164,16 @@ impl SendPipeline {
         let (account_owned, rcpt) = (account.to_string(), recipients.to_vec());
         let reporting = self.reporting_name.clone();
         let sealed = tokio::task::spawn_blocking(move || {
-            seal_blocking(&setup, bytes, &account_owned, &rcpt, &certs, &reporting)
+            let ttl = data_time_to_live_days;
+            seal_blocking(
+                &setup,
+                bytes,
+                &account_owned,
+                &rcpt,
+                &certs,
+                &reporting,
+                ttl,
+            )
         })
         .await
         .map_err(|e| {
@@ -256,9 +266,10 @@ fn seal_blocking(
     recipients: &[String],
     certs: &HashMap<String, Vec<X509>>,
     reporting: &str,
+    data_time_to_live_days: i64,
 ) -> Result<SealedWithNotices, Refusal> {
     let now = OffsetDateTime::now_utc();
-    let expires = expires(now, DEFAULT_DATA_TIME_TO_LIVE_DAYS);
+    let expires = expires(now, data_time_to_live_days);
     let fields = outer_fields(expires.as_deref());
     let original_head = header::split(&mail).0.to_vec();
     let lookup = |a: &str| {

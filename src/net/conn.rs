@@ -87,6 +87,15 @@ pub enum UpstreamError {
     Tls(io::Error),
 }
 
+impl std::fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamError::Connect(e) => write!(f, "connection failed: {e}"),
+            UpstreamError::Tls(e) => write!(f, "TLS failed: {e}"),
+        }
+    }
+}
+
 /// A connection with a read buffer, a timeout for every read and write, and TLS upgrade.
 pub struct Conn {
     stream: Option<Stream>,
@@ -128,6 +137,15 @@ impl Conn {
                 .map_err(UpstreamError::Tls)?;
         }
         Ok(conn)
+    }
+
+    /// The connection's stream, for a protocol that brings its own framing (HTTP).
+    /// Bytes already read into the line buffer would be lost, so there must be none.
+    pub fn into_stream(mut self) -> Option<Stream> {
+        if self.pos < self.buf.len() {
+            return None;
+        }
+        self.stream.take()
     }
 
     /// Connects over TCP, with `timeout` for the connect itself.

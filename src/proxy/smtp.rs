@@ -17,7 +17,8 @@ use zeroize::Zeroizing;
 
 use crate::config::Config;
 use crate::kim::login::{LoginName, Protocol, Server};
-use crate::kim::send::SendPipeline;
+use crate::kim::send::{SendPipeline, DEFAULT_DATA_TIME_TO_LIVE_DAYS};
+use crate::limits::Limits;
 use crate::smtp::auth::Credentials;
 use crate::smtp::client::{ClientError, ClientSettings, SmtpClient, UpstreamEnvelope};
 use crate::smtp::server::{Backend, ClientInfo, Envelope};
@@ -29,6 +30,8 @@ pub struct SmtpProxy {
     config: Arc<Config>,
     client: ClientSettings,
     pipeline: SendPipeline,
+    /// getLimits (A_22416); none when no AccountLimit service is configured.
+    limits: Option<Arc<Limits>>,
 }
 
 /// One authenticated client session.
@@ -40,11 +43,17 @@ pub struct ProxySession {
 }
 
 impl SmtpProxy {
-    pub fn new(config: Arc<Config>, client: ClientSettings, pipeline: SendPipeline) -> SmtpProxy {
+    pub fn new(
+        config: Arc<Config>,
+        client: ClientSettings,
+        pipeline: SendPipeline,
+        limits: Option<Arc<Limits>>,
+    ) -> SmtpProxy {
         SmtpProxy {
             config,
             client,
             pipeline,
+            limits,
         }
     }
 
@@ -213,8 +222,13 @@ fn upstream_envelope(
 impl Backend for SmtpProxy {
     type Session = ProxySession;
 
-    fn max_message_size(&self, _session: Option<&ProxySession>) -> u64 {
-        self.config.proxy.max_message_size
+    fn max_message_size(&self, session: Option<&ProxySession>) -> u64 {
+        // EHLO's SIZE: the account's maxMailSize once known (A_19355-01)
+        let known = session.and_then(|s| {
+            let l = self.limits.as_ref()?.cached(&s.login.address)?;
+            Some(l.max_mail_size)
+        });
+        known.unwrap_or(self.config.proxy.max_message_size)
     }
 
     async fn authenticate(
@@ -238,9 +252,38 @@ impl Backend for SmtpProxy {
     async fn deliver(&self, s: &mut ProxySession, env: &Envelope, mail: Spool) -> Reply {
         let recipients: Vec<String> = env.rcpt.iter().map(|r| r.address.clone()).collect();
         let size_in = mail.len();
+        // A_22416: the account's limits for every send; A_19355-01: too large, 552
+        let mut ttl_days = DEFAULT_DATA_TIME_TO_LIVE_DAYS;
+        if let Some(limits) = &self.limits {
+            match limits.get(&s.login.address, &s.password).await {
+                Ok(l) => {
+                    if size_in > l.max_mail_size {
+                        tracing::warn!(user = %s.login.address, size_in, max = l.max_mail_size, "mail refused: larger than the account's maxMailSize");
+                        return Reply::new(
+                            552,
+                            format!(
+                                "5.3.4 The mail ({size_in} bytes) is larger than this account allows ({} bytes)",
+                                l.max_mail_size
+                            ),
+                        );
+                    }
+                    ttl_days = l.ttl_days();
+                }
+                Err(e) => {
+                    tracing::warn!(user = %s.login.address, "mail refused for now: {e}");
+                    return Reply::new(451, format!("4.4.3 {e}"));
+                }
+            }
+        }
         let mut out = match self
             .pipeline
-            .run(&s.login.address, &env.mail_from, &recipients, mail)
+            .run(
+                &s.login.address,
+                &env.mail_from,
+                &recipients,
+                mail,
+                ttl_days,
+            )
             .await
         {
             Ok(o) => o,

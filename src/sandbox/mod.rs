@@ -19,6 +19,8 @@ use crate::testbed::pki::{self, TestPki};
 
 /// The sandbox's accounts: two practices.
 pub const SANDBOX_ACCOUNTS: [&str; 2] = ["alice@praxis-a.kim.test", "bob@praxis-b.kim.test"];
+/// dataTimeToLive the simulated AccountLimit service gives alice (bob: the default).
+pub const SANDBOX_ALICE_TTL_DAYS: i64 = 30;
 /// The Konnektor call context used in the sandbox user names.
 pub const SANDBOX_CONTEXT: &str = "1#KOM_LE#7";
 
@@ -81,6 +83,16 @@ pub async fn start(
 ) -> Result<Sandbox, Box<dyn std::error::Error + Send + Sync>> {
     std::fs::create_dir_all(data_dir)?;
     let data_dir = data_dir.canonicalize()?;
+    // the AccountLimit service's answers: alice's practice keeps mails 30 days
+    let limits_file = data_dir.join("fachdienst").join("limits.json");
+    if !limits_file.exists() {
+        std::fs::create_dir_all(data_dir.join("fachdienst"))?;
+        std::fs::write(
+            &limits_file,
+            serde_json::json!({ SANDBOX_ACCOUNTS[0]: {"dataTimeToLive": SANDBOX_ALICE_TTL_DAYS} })
+                .to_string(),
+        )?;
+    }
     let fd = fachdienst::start(
         &data_dir.join("fachdienst"),
         ports.fd_smtp,
@@ -135,12 +147,14 @@ pub fn sandbox_config(data_dir: &Path, ports: Ports, fd: &Fachdienst, pki: &Test
          [proxy]\nname = \"kim-cm-sandbox\"\ndata_dir = \"{dir}/proxy\"\n\n\
          [[smtp_listener]]\naddress = \"127.0.0.1:{ps}\"\ntls = \"plain\"\n\n\
          [[pop3_listener]]\naddress = \"127.0.0.1:{pp}\"\ntls = \"plain\"\n\n\
-         [upstream]\nca_file = \"{ca}\"\nsmtp_tls = \"implicit\"\npop3_tls = \"implicit\"\n\n\
+         [upstream]\nca_file = \"{ca}\"\nsmtp_tls = \"implicit\"\npop3_tls = \"implicit\"\n\
+         account_limit_url = \"{limits}\"\n\n\
          # recipients' encryption certificates, and the CA signatures must chain to\n\
          [directory]\nfolder = \"{directory}\"\n\n[trust]\nca_file = \"{trust}\"\n",
         dir = data_dir.display(),
         ca = fd.tls.ca_cert.display(),
         directory = pki.directory.display(),
+        limits = crate::testbed::limits::base_url(fd.limits),
         trust = pki.ca_cert.display(),
         ps = ports.proxy_smtp,
         pp = ports.proxy_pop3,

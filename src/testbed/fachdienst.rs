@@ -36,6 +36,8 @@ pub struct FdAccount {
 pub struct Fachdienst {
     pub smtps: SocketAddr,
     pub pop3s: SocketAddr,
+    /// The AccountLimit service (HTTPS, any free port).
+    pub limits: SocketAddr,
     pub tls: ca::TlsFiles,
     pub accounts: Vec<FdAccount>,
     pub store: Arc<MailStore>,
@@ -141,12 +143,21 @@ pub async fn start(
     let pop3_settings = Arc::new(crate::pop3::server::Settings {
         name: "pop.fachdienst.kim.test".into(),
         tls: TlsMode::Implicit,
-        acceptor: Some(acceptor),
+        acceptor: Some(acceptor.clone()),
         timeout: FACHDIENST_TIMEOUT,
         spool,
     });
+    let limits_l = listen(0).await?;
+    let limits = limits_l.local_addr()?;
+    let limits_task = tokio::spawn(super::limits::serve(
+        limits_l,
+        acceptor.clone(),
+        users.clone(),
+        Arc::new(super::limits::load(dir)),
+    ));
     let pop3_backend = Arc::new(TestbedPop3::new(store.clone(), users));
     let tasks = vec![
+        limits_task,
         tokio::spawn(crate::smtp::server::serve(
             smtp_l,
             smtp_settings,
@@ -161,6 +172,7 @@ pub async fn start(
     Ok(Fachdienst {
         smtps,
         pop3s,
+        limits,
         tls,
         accounts,
         store,

@@ -3,6 +3,7 @@
 
 pub mod ca;
 pub mod fachdienst;
+pub mod limits;
 pub mod mailstore;
 pub mod pki;
 pub mod pop3;

@@ -149,7 +149,21 @@ impl Sandbox {
     }
 
     pub fn start_with_env(env: &[(&str, &str)]) -> Sandbox {
+        Self::start_with(env, None)
+    }
+
+    /// A sandbox whose AccountLimit service answers with `limits` (address → object).
+    pub fn start_with_limits(limits: &serde_json::Value) -> Sandbox {
+        Self::start_with(&[], Some(limits))
+    }
+
+    fn start_with(env: &[(&str, &str)], limits: Option<&serde_json::Value>) -> Sandbox {
         let dir = tempfile::tempdir().expect("temp dir");
+        if let Some(l) = limits {
+            let fd = dir.path().join("sb").join("fachdienst");
+            std::fs::create_dir_all(&fd).unwrap();
+            std::fs::write(fd.join("limits.json"), l.to_string()).unwrap();
+        }
         let log_path = dir.path().join("sandbox.log");
         let log = std::fs::File::create(&log_path).unwrap();
         let mut cmd = Command::new(bin());

@@ -1,0 +1,117 @@
+//! One HTTP/1.1 request over a fresh verified TLS connection, with a bounded
+//! response body. The services kim-cm calls are called rarely (limits once a day per
+//! account), so connections are not pooled.
+
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::header::{HeaderValue, AUTHORIZATION, HOST};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use openssl::ssl::SslConnector;
+
+use super::url::HttpsUrl;
+use crate::net::Conn;
+
+/// The largest response body kim-cm reads from a JSON service.
+pub const MAX_JSON_BODY: usize = 256 * 1024;
+
+/// Why a request failed; says which service.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("cannot reach {url}: {why}")]
+    Connect { url: String, why: String },
+    #[error("{url} did not answer in time")]
+    Timeout { url: String },
+    #[error("{url}: {why}")]
+    Protocol { url: String, why: String },
+}
+
+/// Settings for calls to one service.
+#[derive(Clone)]
+pub struct HttpSettings {
+    pub connector: std::sync::Arc<SslConnector>,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+}
+
+/// `GET url` with Basic auth; the status and the body (at most [`MAX_JSON_BODY`]).
+pub async fn get_basic(
+    url: &HttpsUrl,
+    user: &str,
+    password: &str,
+    s: &HttpSettings,
+) -> Result<(StatusCode, Bytes), HttpError> {
+    let u = url.to_string();
+    let work = async {
+        let conn = Conn::connect_upstream(
+            &url.authority(),
+            &url.host,
+            true,
+            &s.connector,
+            s.connect_timeout,
+            s.timeout,
+        )
+        .await
+        .map_err(|e| HttpError::Connect {
+            url: u.clone(),
+            why: e.to_string(),
+        })?;
+        let stream = conn.into_stream().ok_or_else(|| HttpError::Protocol {
+            url: u.clone(),
+            why: "connection not usable".into(),
+        })?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| HttpError::Protocol {
+                url: u.clone(),
+                why: e.to_string(),
+            })?;
+        let driver = tokio::spawn(connection);
+        let credentials = zeroize::Zeroizing::new(
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")),
+        );
+        let mut auth =
+            HeaderValue::from_str(&format!("Basic {}", &*credentials)).map_err(|_| {
+                HttpError::Protocol {
+                    url: u.clone(),
+                    why: "the user name cannot be sent in a header".into(),
+                }
+            })?;
+        auth.set_sensitive(true);
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(&url.path)
+            .header(HOST, url.authority())
+            .header(AUTHORIZATION, auth)
+            .header("accept", "application/json")
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| HttpError::Protocol {
+                url: u.clone(),
+                why: e.to_string(),
+            })?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| HttpError::Protocol {
+                url: u.clone(),
+                why: e.to_string(),
+            })?;
+        let status = resp.status();
+        let body = Limited::new(resp.into_body(), MAX_JSON_BODY)
+            .collect()
+            .await
+            .map_err(|e| HttpError::Protocol {
+                url: u.clone(),
+                why: format!("reading the answer: {e}"),
+            })?
+            .to_bytes();
+        driver.abort();
+        Ok((status, body))
+    };
+    tokio::time::timeout(s.connect_timeout + s.timeout, work)
+        .await
+        .map_err(|_| HttpError::Timeout { url: u.clone() })?
+}
