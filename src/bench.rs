@@ -361,19 +361,13 @@ async fn relay(
     Ok(())
 }
 
-/// Mails fetched in the POP3 phase of the sealed relay benchmark.
-const FETCH_COUNT: usize = 500;
-
-/// Bob's RETR of his last `count` messages (the last phase sent them through the
-/// sealing proxy) in one session at `addr` (the proxy when `upstream_port` names the
-/// Fachdienst behind it); mails per second. UIDL gives the count: through kim-cm,
-/// STAT and LIST would open every mail to report its size.
-async fn retr_rate(
+/// Bob logged in over POP3S at `addr`: the proxy when `upstream_port` names the
+/// Fachdienst behind it, else the Fachdienst itself.
+async fn bob_pop3(
     fd: &Fachdienst,
     addr: SocketAddr,
     upstream_port: Option<u16>,
-    count: usize,
-) -> BenchResult<(f64, usize)> {
+) -> BenchResult<crate::pop3::client::Pop3Client> {
     let settings = crate::pop3::client::ClientSettings {
         tls: TlsMode::Implicit,
         connector: Arc::new(tls::connector(&fd.tls.ca_cert, None)?),
@@ -391,6 +385,23 @@ async fn retr_rate(
     };
     let mut c = crate::pop3::client::Pop3Client::connect(&server, &settings).await?;
     c.login(&user, &bob.password).await?;
+    Ok(c)
+}
+
+/// Mails fetched in the POP3 phase of the sealed relay benchmark.
+const FETCH_COUNT: usize = 500;
+
+/// Bob's RETR of his last `count` messages (the last phase sent them through the
+/// sealing proxy) in one session at `addr` (the proxy when `upstream_port` names the
+/// Fachdienst behind it); mails per second. UIDL gives the count: through kim-cm,
+/// STAT and LIST would open every mail to report its size.
+async fn retr_rate(
+    fd: &Fachdienst,
+    addr: SocketAddr,
+    upstream_port: Option<u16>,
+    count: usize,
+) -> BenchResult<(f64, usize)> {
+    let mut c = bob_pop3(fd, addr, upstream_port).await?;
     let spool_dir = tempfile::tempdir()?;
     let settings = crate::spool::SpoolSettings {
         dir: spool_dir.path().to_path_buf(),
@@ -414,23 +425,7 @@ async fn retr_rate(
 /// Bob fetches message `n` through the proxy's POP3S listener: the size delivered and
 /// its result fields.
 async fn fetch_opened(fd: &Fachdienst, pop3: SocketAddr, n: usize) -> BenchResult<(u64, String)> {
-    let settings = crate::pop3::client::ClientSettings {
-        tls: TlsMode::Implicit,
-        connector: Arc::new(tls::connector(&fd.tls.ca_cert, None)?),
-        connect_timeout: Duration::from_secs(10),
-        timeout: Duration::from_secs(300),
-    };
-    let bob = &fd.accounts[1];
-    let server = Server {
-        host: "localhost".into(),
-        port: pop3.port(),
-    };
-    let mut c = crate::pop3::client::Pop3Client::connect(&server, &settings).await?;
-    c.login(
-        &format!("{}#localhost:{}#1#KOM_LE#7", bob.address, fd.pop3s.port()),
-        &bob.password,
-    )
-    .await?;
+    let mut c = bob_pop3(fd, pop3, Some(fd.pop3s.port())).await?;
     let spool_dir = tempfile::tempdir()?;
     let mut spool = crate::spool::Spool::new(&crate::spool::SpoolSettings {
         dir: spool_dir.path().to_path_buf(),

@@ -304,3 +304,26 @@ print(json.dumps(out))
         "only the small mail went out"
     );
 }
+
+/// A mail that says X-KOM-LE-Version but is far larger than any sealed mail of the
+/// profile (a sealed 15 MiB mail is about 21 MiB) is passed on as it came, still
+/// encrypted, instead of being loaded whole into memory.
+#[test]
+fn an_oversized_kim_mail_is_passed_on_unopened() {
+    let sb = Sandbox::start();
+    let (bob, bpw, _, bpop3) = sb.account(1);
+    let mut mail = b"From: <x@praxis-c.kim.test>\r\nTo: <bob@praxis-b.kim.test>\r\nSubject: KOM-LE-Nachricht\r\nX-KOM-LE-Version: 1.0\r\n\r\n".to_vec();
+    while mail.len() < 33 * 1024 * 1024 {
+        mail.extend_from_slice(&[b'A'; 76]);
+        mail.extend_from_slice(b"\r\n");
+    }
+    let store =
+        kim_cm::testbed::mailstore::MailStore::new(sb.dir.path().join("sb/fachdienst/mail"))
+            .unwrap();
+    store.deliver(&[bob.clone()], &mail).unwrap();
+    let url = common::kimcm::url_with_login("pop3", &sb.addr("proxy_pop3"), &bpop3, &bpw, "/1");
+    let (code, got, err) = common::kimcm::curl(&["--url", &url]);
+    assert_eq!(code, 0, "{err}\n{}", sb.log());
+    assert!(got == mail, "passed on byte for byte ({} bytes)", got.len());
+    assert!(sb.log().contains("passed on unopened"), "{}", sb.log());
+}

@@ -35,6 +35,10 @@ use crate::store::{OpenResult, Store};
 
 /// Opened mails kept in memory per session between LIST/STAT and RETR.
 pub const SESSION_CACHE_BYTES: usize = 16 * 1024 * 1024;
+/// The largest KIM mail opened in memory: a sealed mail of 15 MiB (the KAS threshold)
+/// is about 21 MiB; a larger one is not a mail of the profile and is passed on as it
+/// came (still encrypted), with a warning.
+const MAX_SEALED_SIZE: u64 = 32 * 1024 * 1024;
 /// How much of a received mail is read to tell a KIM mail from another: the header.
 /// A mail that is no KIM mail passes through from its spool without being loaded.
 const HEADER_PEEK_BYTES: usize = 256 * 1024;
@@ -233,6 +237,10 @@ impl ProxyMailbox {
                 integrity: String::new(),
             };
             self.remember(&store, n, &plain).await;
+            return Ok(spool);
+        }
+        if spool.len() > MAX_SEALED_SIZE {
+            tracing::warn!(user = %self.login.address, n, size = spool.len(), "a KIM mail too large to be one of the profile: passed on unopened");
             return Ok(spool);
         }
         let received = spool
