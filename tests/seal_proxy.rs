@@ -320,7 +320,7 @@ fn an_oversized_kim_mail_is_passed_on_unopened() {
     let store =
         kim_cm::testbed::mailstore::MailStore::new(sb.dir.path().join("sb/fachdienst/mail"))
             .unwrap();
-    store.deliver(&[bob.clone()], &mail).unwrap();
+    store.deliver(std::slice::from_ref(&bob), &mail).unwrap();
     let url = common::kimcm::url_with_login("pop3", &sb.addr("proxy_pop3"), &bpop3, &bpw, "/1");
     let (code, got, err) = common::kimcm::curl(&["--url", &url]);
     assert_eq!(code, 0, "{err}\n{}", sb.log());
