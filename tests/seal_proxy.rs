@@ -147,6 +147,19 @@ fn refusals_before_anything_is_sent() {
     assert_eq!(r["code"], 451, "{r}");
     assert!(r["text"].as_str().unwrap().contains(nobody));
     assert!(sb.stored_mails(nobody).is_empty() && sb.stored_mails(&alice).is_empty());
+    // A_22341: a client's mail with an x-kas part: 451, nothing sent
+    let r = send(
+        &sb,
+        0,
+        &[&bob],
+        &format!(
+            "From: <{alice}>\r\nTo: <{bob}>\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Content-Disposition: x-kas\r\n\r\n{{\"link\":\"https://kas.test/a\"}}\r\n"
+        ),
+    );
+    assert_eq!(r["code"], 451, "{r}");
+    assert!(r["text"].as_str().unwrap().starts_with("4.6.0"), "{r}");
+    assert!(sb.stored_mails(&bob).is_empty());
     // the sender has no encryption certificate: 553 (spec FAQ)
     let dir = sb.dir.path().join("sb").join("pki").join("directory");
     std::fs::remove_file(dir.join(format!("{alice}.pem"))).unwrap();
@@ -164,7 +177,7 @@ fn refusals_before_anything_is_sent() {
     assert!(sb.stored_mails(&bob).is_empty());
     // one line in the log for each refusal
     let log = sb.log();
-    assert_eq!(log.matches("mail refused:").count(), 2, "{log}");
+    assert_eq!(log.matches("mail refused:").count(), 3, "{log}");
 }
 
 /// KOM-LE-A_2029: a KIM mail forwarded to oneself as message/rfc822 goes to the MTA

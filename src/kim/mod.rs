@@ -5,6 +5,7 @@ pub mod dsn;
 pub mod error_mail;
 pub mod forward;
 pub mod header;
+pub mod kas;
 pub mod login;
 pub mod notes;
 pub mod receive;

@@ -17,7 +17,7 @@ use time::format_description::well_known::Rfc2822;
 use time::OffsetDateTime;
 
 use super::seal::{self, SealRefusal};
-use super::{dsn, forward, header, wrap};
+use super::{dsn, forward, header, kas, wrap};
 use crate::crypto::sealer::SoftwareSealer;
 use crate::crypto::software::SoftwareKeys;
 use crate::directory::folder::FolderDirectory;
@@ -138,6 +138,14 @@ impl SendPipeline {
                 "Local error reading the spooled mail; nothing was sent, try again",
             )
         })?;
+        // A_22341: the KAS part is the Clientmodul's to write
+        if kas::carries_kas_part(&bytes) {
+            return Err(Refusal::new(
+                451,
+                "4.6.0",
+                "The mail carries a KIM attachment part (Content-Disposition: x-kas), which only the Clientmodul writes; remove it and send again",
+            ));
+        }
         // KOM-LE-A_2029: a KIM mail forwarded to oneself goes upstream as it is
         let to_self =
             !recipients.is_empty() && recipients.iter().all(|r| r.eq_ignore_ascii_case(account));
