@@ -38,6 +38,9 @@ pub struct Fachdienst {
     pub pop3s: SocketAddr,
     /// The AccountLimit service (HTTPS, any free port).
     pub limits: SocketAddr,
+    /// The KIM Attachment Service (HTTPS, any free port).
+    pub kas: SocketAddr,
+    pub kas_state: Arc<super::kas::Kas>,
     pub tls: ca::TlsFiles,
     pub accounts: Vec<FdAccount>,
     pub store: Arc<MailStore>,
@@ -149,15 +152,31 @@ pub async fn start(
     });
     let limits_l = listen(0).await?;
     let limits = limits_l.local_addr()?;
+    let account_limits = super::limits::load(dir);
+    let kas_dir = dir.join("kas");
+    std::fs::create_dir_all(&kas_dir)?;
+    let kas_state = Arc::new(super::kas::Kas::new(
+        &kas_dir,
+        users.clone(),
+        &account_limits,
+    ));
+    let kas_l = listen(0).await?;
+    let kas = kas_l.local_addr()?;
+    let kas_task = tokio::spawn(super::kas::serve(
+        kas_l,
+        acceptor.clone(),
+        kas_state.clone(),
+    ));
     let limits_task = tokio::spawn(super::limits::serve(
         limits_l,
         acceptor.clone(),
         users.clone(),
-        Arc::new(super::limits::load(dir)),
+        Arc::new(account_limits),
     ));
     let pop3_backend = Arc::new(TestbedPop3::new(store.clone(), users));
     let tasks = vec![
         limits_task,
+        kas_task,
         tokio::spawn(crate::smtp::server::serve(
             smtp_l,
             smtp_settings,
@@ -173,6 +192,8 @@ pub async fn start(
         smtps,
         pop3s,
         limits,
+        kas,
+        kas_state,
         tls,
         accounts,
         store,

@@ -3,6 +3,7 @@
 
 pub mod ca;
 pub mod fachdienst;
+pub mod kas;
 pub mod limits;
 pub mod mailstore;
 pub mod pki;
