@@ -3,9 +3,100 @@
 //! KIM-Attachment structure (A_19359-07). Only a Clientmodul writes it; a client's
 //! mail that already carries one is refused (A_22341).
 //!
-//! The upload, the structure and the restore on receipt follow (issue 4).
+//! Here: the structure and the mail that carries it (pure byte work). The upload and
+//! the restore on receipt follow (issue 4).
 
-use mail_parser::{MessageParser, MimeHeaders};
+use mail_parser::{MessageParser, MimeHeaders, PartType};
+use serde::{Deserialize, Serialize};
+
+use super::header;
+
+/// The KIM-Attachment structure (`Attachment_schema.json`): where the encrypted
+/// mail data lie, their AES-256-GCM key and SHA-256 hash (both base64, as gematik's
+/// sample shows them), and the size of the plaintext mail data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KimAttachment {
+    pub link: String,
+    pub k: String,
+    pub hash: String,
+    pub size: u64,
+}
+
+/// Header fields of the processed client mail that describe its body: replaced by
+/// the x-kas part's own (A_19359-07).
+const BODY_FIELDS: [&str; 3] = [
+    "Content-Type",
+    "Content-Transfer-Encoding",
+    "Content-Disposition",
+];
+
+/// A_19359-07, A_23467: the processed client mail with its body replaced by the one
+/// x-kas part holding `attachment`, and `X-KIM-KAS-Size` in the header (copied to
+/// the outer mail like every X-KIM field).
+pub fn kas_mail(processed_head: &[u8], attachment: &KimAttachment) -> Vec<u8> {
+    let mut out = Vec::with_capacity(processed_head.len() + 512);
+    for f in header::fields(processed_head) {
+        if BODY_FIELDS.iter().any(|b| f.name.eq_ignore_ascii_case(b))
+            || f.name.eq_ignore_ascii_case("X-KIM-KAS-Size")
+        {
+            continue;
+        }
+        out.extend_from_slice(f.raw);
+        if !f.raw.ends_with(b"\n") {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(
+        format!(
+            "X-KIM-KAS-Size: {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Disposition: x-kas\r\n\r\n",
+            attachment.size
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(
+        serde_json::to_string(attachment)
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    out
+}
+
+/// What a decrypted mail says about the KAS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KasContent {
+    /// No x-kas part: an ordinary mail.
+    None,
+    /// Exactly one readable KIM-Attachment structure.
+    One(KimAttachment),
+    /// A_19369-02: more than one, or one that does not parse: not processed.
+    Ambiguous,
+}
+
+/// The KIM-Attachment structure of a decrypted inner mail.
+pub fn kas_content(mail: &[u8]) -> KasContent {
+    if !carries_kas_part(mail) {
+        return KasContent::None;
+    }
+    let Some(parsed) = MessageParser::default().parse(mail) else {
+        return KasContent::Ambiguous;
+    };
+    let structures: Vec<Option<KimAttachment>> = parsed
+        .parts
+        .iter()
+        .filter(|p| {
+            p.content_disposition()
+                .is_some_and(|d| d.ctype().eq_ignore_ascii_case("x-kas"))
+        })
+        .map(|p| match &p.body {
+            PartType::Text(t) => serde_json::from_str(t.trim()).ok(),
+            _ => None,
+        })
+        .collect();
+    match structures.as_slice() {
+        [Some(a)] => KasContent::One(a.clone()),
+        _ => KasContent::Ambiguous,
+    }
+}
 
 /// A_22341: true when `mail` has a part with `Content-Disposition: x-kas` and
 /// `Content-Type: text/plain; charset=utf-8`.
@@ -39,6 +130,59 @@ pub fn carries_kas_part(mail: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SAMPLES: &str = "../shared/kim-api/samples/KAS";
+
+    #[test]
+    fn gematiks_uploaded_client_mail_is_rebuilt_from_the_processed_one() {
+        // 1_2 (processed) with the structure of 1_3 gives 1_3 byte for byte, apart
+        // from X-KIM-KAS-Size, which the sample predates (A_23467 came later)
+        let processed =
+            std::fs::read(format!("{SAMPLES}/1_2_Client-Mail_prozessiert.txt")).unwrap();
+        let uploaded = std::fs::read(format!("{SAMPLES}/1_3_Client-Mail_hochgeladen.txt")).unwrap();
+        let KasContent::One(a) = kas_content(&header::to_crlf(&uploaded)) else {
+            panic!("the sample's structure does not parse");
+        };
+        assert_eq!(a.size, 27_262_976);
+        assert_eq!(a.k, "AZtUCtV3M5mTC/XzfDDl25mZ4FwoOADyaIi3Fn8wH6w=");
+        let processed = header::to_crlf(&processed);
+        let (head, _) = header::split(&processed);
+        let built = kas_mail(head, &a);
+        let without_size: Vec<u8> = String::from_utf8(built)
+            .unwrap()
+            .replace("X-KIM-KAS-Size: 27262976\r\n", "")
+            .into_bytes();
+        assert_eq!(without_size, header::to_crlf(&uploaded).trim_ascii_end());
+    }
+
+    #[test]
+    fn two_structures_or_a_broken_one_are_ambiguous() {
+        let one = |json: &str| {
+            format!("--b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Disposition: x-kas\r\n\r\n{json}\r\n")
+        };
+        let good = r#"{"link":"https://kas/a","k":"a2V5","hash":"aGFzaA==","size":1}"#;
+        let mail = |parts: &str| {
+            format!(
+                "Subject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n{parts}--b--\r\n"
+            )
+        };
+        assert!(matches!(
+            kas_content(mail(&one(good)).as_bytes()),
+            KasContent::One(_)
+        ));
+        assert_eq!(
+            kas_content(mail(&(one(good) + &one(good))).as_bytes()),
+            KasContent::Ambiguous
+        );
+        assert_eq!(
+            kas_content(mail(&one("{not json")).as_bytes()),
+            KasContent::Ambiguous
+        );
+        assert_eq!(
+            kas_content(b"Subject: x\r\n\r\nplain\r\n"),
+            KasContent::None
+        );
+    }
 
     #[test]
     fn a_kas_part_is_recognised_and_the_word_alone_is_not() {
