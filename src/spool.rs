@@ -98,6 +98,21 @@ impl Spool {
         }
     }
 
+    /// An owned reader from the start, consuming the spool (its file goes when the
+    /// reader is dropped).
+    pub async fn into_reader(mut self) -> io::Result<Pin<Box<dyn AsyncRead + Send>>> {
+        match self.file.take() {
+            Some(mut f) => {
+                f.flush().await?;
+                f.seek(SeekFrom::Start(0)).await?;
+                Ok(Box::pin(tokio::io::BufReader::with_capacity(256 * 1024, f)))
+            }
+            None => Ok(Box::pin(std::io::Cursor::new(std::mem::take(
+                &mut self.mem,
+            )))),
+        }
+    }
+
     /// The whole mail in memory; only for mails known to be small.
     pub async fn to_vec(&mut self) -> io::Result<Vec<u8>> {
         use tokio::io::AsyncReadExt;

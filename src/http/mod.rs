@@ -3,4 +3,5 @@
 //! the same verified TLS (TI curves, client certificate) as the mail upstream.
 
 pub mod client;
+pub mod kas;
 pub mod url;

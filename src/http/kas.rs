@@ -1,0 +1,198 @@
+//! The KAS client (AttachmentService.yaml 2.4.0): `addMailData` streams the mail data
+//! from the spool, encrypted on the way (A_19358-01, A_19360-02), as the
+//! `attachment` part of a multipart/form-data body whose parts and total length are
+//! known before the first byte goes out (A_22427-01: `Content-Length`).
+
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use bytes::Bytes;
+use futures_util::stream;
+use http_body_util::{BodyExt, Limited, StreamBody};
+use hyper::body::Frame;
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncReadExt;
+
+use super::client::{HttpSettings, MAX_JSON_BODY};
+use super::url::HttpsUrl;
+use crate::crypto::kas_blob::{sealed_len, BlobSealer, SealedBlob};
+use crate::net::Conn;
+use crate::spool::Spool;
+
+/// Plaintext read from the spool per encrypted chunk.
+const UPLOAD_CHUNK: usize = 256 * 1024;
+
+/// Why an upload failed; the send pipeline maps each to the spec's reply.
+#[derive(Debug, thiserror::Error)]
+pub enum KasError {
+    /// 413: the KAS takes no data this large.
+    #[error("the KAS refused the mail data as too large (413)")]
+    TooLarge,
+    /// 507 (A_22419-01): the account's KAS storage is full.
+    #[error("the KAS storage of the account is full (507)")]
+    Full,
+    #[error("the KAS upload failed: {0}")]
+    Failed(String),
+}
+
+/// A finished upload: where, and what the KIM-Attachment structure needs.
+pub struct Uploaded {
+    pub link: String,
+    pub blob: SealedBlob,
+    /// Size of the plaintext mail data.
+    pub size: u64,
+}
+
+/// One upload of `mail` for `recipients`, authenticated as `user`.
+#[allow(clippy::too_many_arguments)] // the form's fields, spelled out
+pub async fn add_mail_data(
+    base: &HttpsUrl,
+    user: &str,
+    password: &str,
+    message_id: &str,
+    recipients: &[String],
+    expires: &str,
+    mail: Spool,
+    s: &HttpSettings,
+) -> Result<Uploaded, KasError> {
+    let url = base.join("/attachment/");
+    let fail = |why: String| KasError::Failed(format!("{url}: {why}"));
+    let size = mail.len();
+    let boundary = format!("kim-cm-{}", hex::encode(rand::random::<[u8; 12]>()));
+    let mut head = String::new();
+    let mut field = |name: &str, value: &str| {
+        head.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        ));
+    };
+    field("messageID", message_id);
+    for r in recipients {
+        field("recipients", r);
+    }
+    field("expires", expires);
+    let blob_len = sealed_len(size);
+    head.push_str(&format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"attachment\"; filename=\"attachment.enc\"\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: {blob_len}\r\n\r\n"
+    ));
+    let tail = format!("\r\n--{boundary}--\r\n");
+    let total = head.len() as u64 + blob_len + tail.len() as u64;
+
+    // the body: the form head, the blob encrypted chunk by chunk, the form tail
+    let reader = mail.into_reader().await.map_err(|e| fail(e.to_string()))?;
+    let sealer = BlobSealer::new().map_err(|e| fail(e.to_string()))?;
+    let result: Arc<Mutex<Option<SealedBlob>>> = Arc::new(Mutex::new(None));
+    let out = result.clone();
+    let head = Bytes::from(head);
+    let tail = Bytes::from(tail);
+    let chunks = stream::unfold(
+        (Some(head), Some((reader, sealer)), Some(tail)),
+        move |(mut head, mut body, mut tail)| {
+            let out = out.clone();
+            async move {
+                if let Some(h) = head.take() {
+                    return Some((Ok(Frame::data(h)), (None, body, tail)));
+                }
+                if let Some((mut reader, mut sealer)) = body.take() {
+                    let mut plain = vec![0u8; UPLOAD_CHUNK];
+                    let n = match reader.read(&mut plain).await {
+                        Ok(n) => n,
+                        Err(e) => return Some((Err(e), (None, None, None))),
+                    };
+                    let mut enc = Vec::with_capacity(n + 64);
+                    if n > 0 {
+                        if let Err(e) = sealer.update(&plain[..n], &mut enc) {
+                            return Some((Err(std::io::Error::other(e)), (None, None, None)));
+                        }
+                        return Some((
+                            Ok(Frame::data(Bytes::from(enc))),
+                            (None, Some((reader, sealer)), tail),
+                        ));
+                    }
+                    match sealer.finish(&mut enc) {
+                        Ok(sealed) => {
+                            if let Ok(mut o) = out.lock() {
+                                *o = Some(sealed);
+                            }
+                            return Some((Ok(Frame::data(Bytes::from(enc))), (None, None, tail)));
+                        }
+                        Err(e) => return Some((Err(std::io::Error::other(e)), (None, None, None))),
+                    }
+                }
+                tail.take()
+                    .map(|t| (Ok(Frame::data(t)), (None, None, None)))
+            }
+        },
+    );
+    let body = StreamBody::new(chunks);
+
+    let conn = Conn::connect_upstream(
+        &url.authority(),
+        &url.host,
+        true,
+        &s.connector,
+        s.connect_timeout,
+        s.timeout,
+    )
+    .await
+    .map_err(|e| fail(e.to_string()))?;
+    let stream = conn
+        .into_stream()
+        .ok_or_else(|| fail("connection not usable".into()))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let driver = tokio::spawn(connection);
+    let credentials = zeroize::Zeroizing::new(
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")),
+    );
+    let mut auth = HeaderValue::from_str(&format!("Basic {}", &*credentials))
+        .map_err(|_| fail("the user name cannot be sent in a header".into()))?;
+    auth.set_sensitive(true);
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(&url.path)
+        .header(HOST, url.authority())
+        .header(AUTHORIZATION, auth)
+        .header(
+            CONTENT_TYPE,
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .header(CONTENT_LENGTH, total)
+        .body(body)
+        .map_err(|e| fail(e.to_string()))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let status = resp.status();
+    let answer = Limited::new(resp.into_body(), MAX_JSON_BODY)
+        .collect()
+        .await
+        .map_err(|e| fail(format!("reading the answer: {e}")))?
+        .to_bytes();
+    driver.abort();
+    match status {
+        StatusCode::CREATED => {}
+        StatusCode::PAYLOAD_TOO_LARGE => return Err(KasError::TooLarge),
+        StatusCode::INSUFFICIENT_STORAGE => return Err(KasError::Full),
+        other => {
+            let text: String = String::from_utf8_lossy(&answer).chars().take(200).collect();
+            return Err(fail(format!("answered {other}: {text}")));
+        }
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&answer).map_err(|e| fail(format!("unreadable answer: {e}")))?;
+    let link = v["sharedLink"]
+        .as_str()
+        .ok_or_else(|| fail("the answer has no sharedLink".into()))?
+        .to_string();
+    let blob = result
+        .lock()
+        .ok()
+        .and_then(|mut r| r.take())
+        .ok_or_else(|| fail("the upload ended before all data were sent".into()))?;
+    Ok(Uploaded { link, blob, size })
+}
