@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use kim_cm::crypto::kas_blob::BlobOpener;
 use kim_cm::http::client::HttpSettings;
-use kim_cm::http::kas::{add_mail_data, KasError};
+use kim_cm::http::kas::{add_mail_data, read_mail_data, KasError, KasReadError};
 use kim_cm::http::url::HttpsUrl;
 use kim_cm::spool::{Spool, SpoolSettings};
 
@@ -87,6 +87,79 @@ async fn a_20_mib_mail_goes_up_encrypted_and_comes_back_whole() {
     opener.finish(&up.blob.hash).unwrap();
     assert!(plain == mail, "the restored data equal the mail");
 
+    // kim-cm's own download: the same, into a spool, checked against k and hash
+    let mut got = read_mail_data(
+        &up.link,
+        B,
+        &up.blob.k,
+        &up.blob.hash,
+        &settings,
+        &spool_settings,
+    )
+    .await
+    .unwrap();
+    assert!(got.on_disk() && got.to_vec().await.unwrap() == mail);
+    // a wrong hash (4012) and a wrong key (4007) are refused, no spool comes back
+    let other = base64_sha(b"other");
+    let e = read_mail_data(&up.link, B, &up.blob.k, &other, &settings, &spool_settings)
+        .await
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("hash"), "{e}");
+    let wrong_key = base64_sha(b"a 32-byte key stands in here....");
+    let e = read_mail_data(
+        &up.link,
+        B,
+        &wrong_key,
+        &up.blob.hash,
+        &settings,
+        &spool_settings,
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("altered"), "{e}");
+    // not a recipient: unavailable (403); then 429 once the downloads are used up
+    let e = read_mail_data(
+        &up.link,
+        A,
+        &up.blob.k,
+        &up.blob.hash,
+        &settings,
+        &spool_settings,
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(
+        matches!(e, KasReadError::Unavailable(ref w) if w.contains("403")),
+        "{e}"
+    );
+    // four downloads so far (curl, one good, two refused after download); the fifth
+    // is the last the simulator allows
+    assert!(read_mail_data(
+        &up.link,
+        B,
+        &up.blob.k,
+        &up.blob.hash,
+        &settings,
+        &spool_settings
+    )
+    .await
+    .is_ok());
+    let e = read_mail_data(
+        &up.link,
+        B,
+        &up.blob.k,
+        &up.blob.hash,
+        &settings,
+        &spool_settings,
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(matches!(e, KasReadError::TooMany), "{e}");
+
     // A_22419-01: a full account is told apart from other failures
     let mut small = Spool::new(&spool_settings);
     small.write(&[7u8; 5000]).await.unwrap();
@@ -104,4 +177,9 @@ async fn a_20_mib_mail_goes_up_encrypted_and_comes_back_whole() {
     .err()
     .unwrap();
     assert!(matches!(err, KasError::Full), "{err}");
+}
+
+fn base64_sha(data: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(openssl::sha::sha256(data))
 }

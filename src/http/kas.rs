@@ -196,3 +196,82 @@ pub async fn add_mail_data(
         .ok_or_else(|| fail("the upload ended before all data were sent".into()))?;
     Ok(Uploaded { link, blob, size })
 }
+
+/// Why a download failed; the receive pipeline maps each to the spec's error mail.
+#[derive(Debug, thiserror::Error)]
+pub enum KasReadError {
+    /// 429 (A_22412-01, X-KIM-Fehlermeldung 4013).
+    #[error("the KAS refused the download: downloaded too many times (429)")]
+    TooMany,
+    /// 403, 404, 400, a dead KAS (A_19370-04, 4006).
+    #[error("the KAS data could not be downloaded: {0}")]
+    Unavailable(String),
+    /// A_19371-04 (4007) or A_19372-03 (4012).
+    #[error("{0}")]
+    Blob(#[from] crate::crypto::kas_blob::BlobError),
+}
+
+/// `readMailData`: downloads `link` for `recipient` and decrypts it chunk by chunk
+/// into a spool, checking the tag and the plaintext's hash. The spool is returned
+/// only when both hold; otherwise it is dropped (an unnamed file, gone at once).
+pub async fn read_mail_data(
+    link: &str,
+    recipient: &str,
+    k: &str,
+    hash: &str,
+    s: &HttpSettings,
+    spool: &crate::spool::SpoolSettings,
+) -> Result<Spool, KasReadError> {
+    let url = HttpsUrl::parse(link).map_err(KasReadError::Unavailable)?;
+    let fail = |why: String| KasReadError::Unavailable(format!("{url}: {why}"));
+    let mut opener = crate::crypto::kas_blob::BlobOpener::new(k)?;
+    let conn = Conn::connect_upstream(
+        &url.authority(),
+        &url.host,
+        true,
+        &s.connector,
+        s.connect_timeout,
+        s.timeout,
+    )
+    .await
+    .map_err(|e| fail(e.to_string()))?;
+    let stream = conn
+        .into_stream()
+        .ok_or_else(|| fail("connection not usable".into()))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let driver = tokio::spawn(connection);
+    let req = Request::builder()
+        .method(Method::GET)
+        .uri(&url.path)
+        .header(HOST, url.authority())
+        .header("recipient", recipient)
+        .body(http_body_util::Empty::<Bytes>::new())
+        .map_err(|e| fail(e.to_string()))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    match resp.status() {
+        StatusCode::OK => {}
+        StatusCode::TOO_MANY_REQUESTS => return Err(KasReadError::TooMany),
+        other => return Err(fail(format!("answered {other}"))),
+    }
+    let mut body = resp.into_body();
+    let mut out = Spool::new(spool);
+    let mut plain = Vec::with_capacity(256 * 1024);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| fail(format!("reading the data: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            plain.clear();
+            opener.update(&data, &mut plain)?;
+            out.write(&plain)
+                .await
+                .map_err(|e| fail(format!("spooling: {e}")))?;
+        }
+    }
+    driver.abort();
+    opener.finish(hash)?;
+    Ok(out)
+}
