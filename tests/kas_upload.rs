@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use kim_cm::crypto::kas_blob::BlobOpener;
 use kim_cm::http::client::HttpSettings;
-use kim_cm::http::kas::{add_mail_data, read_mail_data, KasError, KasReadError};
+use kim_cm::http::kas::{
+    add_mail_data, read_mail_data, KasError, KasReadError, MailData, UploadForm,
+};
 use kim_cm::http::url::HttpsUrl;
 use kim_cm::spool::{Spool, SpoolSettings};
 
@@ -52,13 +54,15 @@ async fn a_20_mib_mail_goes_up_encrypted_and_comes_back_whole() {
     assert!(spool.on_disk());
     let (a, b) = (fd.accounts[0].clone(), fd.accounts[1].clone());
     let up = add_mail_data(
-        &base,
-        &a.address,
-        &a.password,
-        "<big-1@x.kim.test>",
-        &[B.to_string()],
-        "Thu, 24 Dec 2099 10:00:00 +0000",
-        spool,
+        &UploadForm {
+            base: &base,
+            user: &a.address,
+            password: &a.password,
+            message_id: "<big-1@x.kim.test>",
+            recipients: &[B.to_string()],
+            expires: "Thu, 24 Dec 2099 10:00:00 +0000",
+        },
+        MailData::from_spool(spool).await.unwrap(),
         &settings,
     )
     .await
@@ -164,13 +168,15 @@ async fn a_20_mib_mail_goes_up_encrypted_and_comes_back_whole() {
     let mut small = Spool::new(&spool_settings);
     small.write(&[7u8; 5000]).await.unwrap();
     let err = add_mail_data(
-        &base,
-        &b.address,
-        &b.password,
-        "<m2@x.kim.test>",
-        &[A.to_string()],
-        "Thu, 24 Dec 2099 10:00:00 +0000",
-        small,
+        &UploadForm {
+            base: &base,
+            user: &b.address,
+            password: &b.password,
+            message_id: "<m2@x.kim.test>",
+            recipients: &[A.to_string()],
+            expires: "Thu, 24 Dec 2099 10:00:00 +0000",
+        },
+        MailData::from_spool(small).await.unwrap(),
         &settings,
     )
     .await

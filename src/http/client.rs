@@ -44,6 +44,18 @@ pub async fn get_basic(
     password: &str,
     s: &HttpSettings,
 ) -> Result<(StatusCode, Bytes), HttpError> {
+    request_basic(Method::GET, url, user, password, s).await
+}
+
+/// `method url` without a body, with Basic auth; the status and the body (at most
+/// [`MAX_JSON_BODY`]).
+pub async fn request_basic(
+    method: Method,
+    url: &HttpsUrl,
+    user: &str,
+    password: &str,
+    s: &HttpSettings,
+) -> Result<(StatusCode, Bytes), HttpError> {
     let u = url.to_string();
     let work = async {
         let conn = Conn::connect_upstream(
@@ -82,7 +94,7 @@ pub async fn get_basic(
             })?;
         auth.set_sensitive(true);
         let req = Request::builder()
-            .method(Method::GET)
+            .method(method)
             .uri(&url.path)
             .header(HOST, url.authority())
             .header(AUTHORIZATION, auth)

@@ -3,6 +3,8 @@
 //! `attachment` part of a multipart/form-data body whose parts and total length are
 //! known before the first byte goes out (A_22427-01: `Content-Length`).
 
+use std::path::Path;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
@@ -13,7 +15,7 @@ use hyper::body::Frame;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::client::{HttpSettings, MAX_JSON_BODY};
 use super::url::HttpsUrl;
@@ -45,21 +47,54 @@ pub struct Uploaded {
     pub size: u64,
 }
 
-/// One upload of `mail` for `recipients`, authenticated as `user`.
-#[allow(clippy::too_many_arguments)] // the form's fields, spelled out
+/// The form fields of an upload, and who uploads.
+pub struct UploadForm<'a> {
+    /// The KAS base URL (`https://host:port/attachments/v2.4`).
+    pub base: &'a HttpsUrl,
+    /// The sender's mail account (Basic auth, `KIMBasicAuth`).
+    pub user: &'a str,
+    pub password: &'a str,
+    pub message_id: &'a str,
+    /// Who may download (A_22410-01), one form part each.
+    pub recipients: &'a [String],
+    /// A_19385-02: when the KAS deletes the data (RFC 5322 date-time).
+    pub expires: &'a str,
+}
+
+/// The mail data of an upload: a reader over exactly `size` plaintext bytes.
+pub struct MailData {
+    pub reader: Pin<Box<dyn AsyncRead + Send>>,
+    pub size: u64,
+}
+
+impl MailData {
+    /// A whole spool as mail data.
+    pub async fn from_spool(spool: Spool) -> std::io::Result<MailData> {
+        let size = spool.len();
+        Ok(MailData {
+            reader: spool.into_reader().await?,
+            size,
+        })
+    }
+}
+
+/// `addMailData`: one upload of `data` with the fields of `form`.
 pub async fn add_mail_data(
-    base: &HttpsUrl,
-    user: &str,
-    password: &str,
-    message_id: &str,
-    recipients: &[String],
-    expires: &str,
-    mail: Spool,
+    form: &UploadForm<'_>,
+    data: MailData,
     s: &HttpSettings,
 ) -> Result<Uploaded, KasError> {
+    let UploadForm {
+        base,
+        user,
+        password,
+        message_id,
+        recipients,
+        expires,
+    } = *form;
     let url = base.join("/attachment/");
     let fail = |why: String| KasError::Failed(format!("{url}: {why}"));
-    let size = mail.len();
+    let size = data.size;
     let boundary = format!("kim-cm-{}", hex::encode(rand::random::<[u8; 12]>()));
     let mut head = String::new();
     let mut field = |name: &str, value: &str| {
@@ -81,7 +116,8 @@ pub async fn add_mail_data(
     let total = head.len() as u64 + blob_len + tail.len() as u64;
 
     // the body: the form head, the blob encrypted chunk by chunk, the form tail
-    let reader = mail.into_reader().await.map_err(|e| fail(e.to_string()))?;
+    // never more than the declared size goes out, whatever the reader holds
+    let reader = data.reader.take(size);
     let sealer = BlobSealer::new().map_err(|e| fail(e.to_string()))?;
     let result: Arc<Mutex<Option<SealedBlob>>> = Arc::new(Mutex::new(None));
     let out = result.clone();
@@ -197,6 +233,24 @@ pub async fn add_mail_data(
     Ok(Uploaded { link, blob, size })
 }
 
+/// `deleteMailData` (1.5.3-3): removes an upload whose mail was not sent. A link
+/// already gone (404) counts as deleted.
+pub async fn delete_mail_data(
+    link: &str,
+    user: &str,
+    password: &str,
+    s: &HttpSettings,
+) -> Result<(), KasError> {
+    let url = HttpsUrl::parse(link).map_err(KasError::Failed)?;
+    let (status, _) = super::client::request_basic(Method::DELETE, &url, user, password, s)
+        .await
+        .map_err(|e| KasError::Failed(e.to_string()))?;
+    match status {
+        StatusCode::OK | StatusCode::NO_CONTENT | StatusCode::NOT_FOUND => Ok(()),
+        other => Err(KasError::Failed(format!("{url}: DELETE answered {other}"))),
+    }
+}
+
 /// Why a download failed; the receive pipeline maps each to the spec's error mail.
 #[derive(Debug, thiserror::Error)]
 pub enum KasReadError {
@@ -209,6 +263,9 @@ pub enum KasReadError {
     /// A_19371-04 (4007) or A_19372-03 (4012).
     #[error("{0}")]
     Blob(#[from] crate::crypto::kas_blob::BlobError),
+    /// A local file could not be written or read.
+    #[error("local storage: {0}")]
+    Local(String),
 }
 
 /// `readMailData`: downloads `link` for `recipient` and decrypts it chunk by chunk
@@ -222,9 +279,99 @@ pub async fn read_mail_data(
     s: &HttpSettings,
     spool: &crate::spool::SpoolSettings,
 ) -> Result<Spool, KasReadError> {
+    let mut opener = crate::crypto::kas_blob::BlobOpener::new(k)?;
+    let (mut body, driver, url) = get_link(link, recipient, s).await?;
+    let mut out = Spool::new(spool);
+    let mut plain = Vec::with_capacity(256 * 1024);
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| KasReadError::Unavailable(format!("{url}: reading the data: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            plain.clear();
+            opener.update(&data, &mut plain)?;
+            out.write(&plain)
+                .await
+                .map_err(|e| KasReadError::Unavailable(format!("spooling: {e}")))?;
+        }
+    }
+    driver.abort();
+    opener.finish(hash)?;
+    Ok(out)
+}
+
+/// `readMailData` into the file `dest`, still encrypted: written under a temporary
+/// name and renamed when complete, so `dest` is whole or absent. Returns its size.
+pub async fn download_mail_data(
+    link: &str,
+    recipient: &str,
+    s: &HttpSettings,
+    dest: &Path,
+) -> Result<u64, KasReadError> {
+    let (mut body, driver, url) = get_link(link, recipient, s).await?;
+    let local = |e: std::io::Error| KasReadError::Local(format!("{}: {e}", dest.display()));
+    let partial = dest.with_extension("part");
+    let mut file = tokio::fs::File::create(&partial).await.map_err(local)?;
+    let mut n = 0u64;
+    let copied = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame
+                .map_err(|e| KasReadError::Unavailable(format!("{url}: reading the data: {e}")))?;
+            if let Ok(data) = frame.into_data() {
+                file.write_all(&data).await.map_err(local)?;
+                n += data.len() as u64;
+            }
+        }
+        file.flush().await.map_err(local)?;
+        file.sync_all().await.map_err(local)?;
+        Ok::<(), KasReadError>(())
+    };
+    let r = copied.await;
+    driver.abort();
+    if let Err(e) = r {
+        let _ = tokio::fs::remove_file(&partial).await;
+        return Err(e);
+    }
+    tokio::fs::rename(&partial, dest).await.map_err(local)?;
+    Ok(n)
+}
+
+/// Decrypts a downloaded blob file into a spool, checking the tag and the
+/// plaintext's hash (A_19371-04, A_19372-03); the spool only when both hold.
+pub async fn open_mail_data(
+    blob: &Path,
+    k: &str,
+    hash: &str,
+    spool: &crate::spool::SpoolSettings,
+) -> Result<Spool, KasReadError> {
+    let local = |e: std::io::Error| KasReadError::Local(format!("{}: {e}", blob.display()));
+    let mut opener = crate::crypto::kas_blob::BlobOpener::new(k)?;
+    let mut file = tokio::fs::File::open(blob).await.map_err(local)?;
+    let mut out = Spool::new(spool);
+    let mut enc = vec![0u8; 256 * 1024];
+    let mut plain = Vec::with_capacity(256 * 1024 + 16);
+    loop {
+        let n = file.read(&mut enc).await.map_err(local)?;
+        if n == 0 {
+            break;
+        }
+        plain.clear();
+        opener.update(&enc[..n], &mut plain)?;
+        out.write(&plain).await.map_err(local)?;
+    }
+    opener.finish(hash)?;
+    Ok(out)
+}
+
+type Driver = tokio::task::JoinHandle<Result<(), hyper::Error>>;
+
+/// `GET link` with the `recipient` header: the body of a 200, or why not.
+async fn get_link(
+    link: &str,
+    recipient: &str,
+    s: &HttpSettings,
+) -> Result<(hyper::body::Incoming, Driver, HttpsUrl), KasReadError> {
     let url = HttpsUrl::parse(link).map_err(KasReadError::Unavailable)?;
     let fail = |why: String| KasReadError::Unavailable(format!("{url}: {why}"));
-    let mut opener = crate::crypto::kas_blob::BlobOpener::new(k)?;
     let conn = Conn::connect_upstream(
         &url.authority(),
         &url.host,
@@ -255,23 +402,14 @@ pub async fn read_mail_data(
         .map_err(|e| fail(e.to_string()))?;
     match resp.status() {
         StatusCode::OK => {}
-        StatusCode::TOO_MANY_REQUESTS => return Err(KasReadError::TooMany),
-        other => return Err(fail(format!("answered {other}"))),
-    }
-    let mut body = resp.into_body();
-    let mut out = Spool::new(spool);
-    let mut plain = Vec::with_capacity(256 * 1024);
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| fail(format!("reading the data: {e}")))?;
-        if let Ok(data) = frame.into_data() {
-            plain.clear();
-            opener.update(&data, &mut plain)?;
-            out.write(&plain)
-                .await
-                .map_err(|e| fail(format!("spooling: {e}")))?;
+        StatusCode::TOO_MANY_REQUESTS => {
+            driver.abort();
+            return Err(KasReadError::TooMany);
+        }
+        other => {
+            driver.abort();
+            return Err(fail(format!("answered {other}")));
         }
     }
-    driver.abort();
-    opener.finish(hash)?;
-    Ok(out)
+    Ok((resp.into_body(), driver, url))
 }

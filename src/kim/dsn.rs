@@ -1,6 +1,7 @@
-//! The delivery status notification a Clientmodul sends its own user when a mail
-//! could not be encrypted for every recipient (KOM-LE-A_2024-01): unsigned and
-//! unencrypted, an RFC 3464 `multipart/report`, with `X-KIM-Fehlermeldung: 4004`
+//! The delivery status notifications a Clientmodul sends its own user: when a mail
+//! could not be encrypted for every recipient (KOM-LE-A_2024-01, 4004) and when its
+//! mail data could not be stored on the KAS (A_19363-03, 4002). Unsigned and
+//! unencrypted, an RFC 3464 `multipart/report` with `X-KIM-Fehlermeldung`
 //! (A_20650-05), sent through the Fachdienst like any mail (gemSpec_CM_KOMLE
 //! 3.3.4: "über eine im Clientmodul generierte und an den MTA übermittelte E-Mail").
 //!
@@ -18,6 +19,12 @@ pub const NOT_ENCRYPTABLE_FOR_ALL: &str = "4004";
 pub const SUBJECT: &str = "Nachricht nicht für alle Empfänger verschlüsselbar";
 /// RFC 3463 X.7.5: cryptographic failure.
 const STATUS: &str = "5.7.5";
+/// A_20650-05: "Verschlüsselte E-Mail-Daten konnten nicht zum
+/// KOM-LE-Attachment-Service übertragen werden".
+pub const KAS_UPLOAD_FAILED: &str = "4002";
+/// The subject of the upload failure notification.
+pub const SUBJECT_KAS: &str =
+    "Verschlüsselte E-Mail-Daten konnten nicht zum KOM-LE-Attachment-Service übertragen werden";
 
 /// Header fields of the original that the report repeats (RFC 3462
 /// `text/rfc822-headers`): enough to find the mail, nothing of its content.
@@ -32,8 +39,6 @@ pub fn not_encryptable(
     reporting: &str,
     now: OffsetDateTime,
 ) -> Vec<u8> {
-    let date = now.format(&Rfc2822).unwrap_or_default();
-    let boundary = format!("kim-cm-dsn-{:016x}", rand::random::<u64>());
     let list: String = unreachable.iter().map(|r| format!("  {r}\r\n")).collect();
     let text = format!(
         "Ihre Nachricht konnte nicht für alle Empfänger verschlüsselt werden und wurde an die\r\n\
@@ -42,35 +47,93 @@ im Verzeichnisdienst gefunden wurde:\r\n\r\n{list}\r\n\
 Alle übrigen Empfänger haben die Nachricht erhalten.\r\n\
 Your message could not be encrypted for the recipients above and was not sent to them.\r\n"
     );
-    let mut status = format!("Reporting-MTA: dns; {reporting}\r\nArrival-Date: {date}\r\n");
-    for r in unreachable {
-        status.push_str(&format!(
-            "\r\nFinal-Recipient: rfc822; {r}\r\nAction: failed\r\nStatus: {STATUS}\r\n\
-Diagnostic-Code: smtp; 550 {STATUS} no valid encryption certificate in the directory\r\n"
-        ));
-    }
-    let mut original = Vec::new();
-    header::append_fields(&mut original, original_head, &ORIGINAL_FIELDS);
-    let message_id = format!(
-        "<kim-cm-dsn.{:016x}@{}>",
-        rand::random::<u64>(),
-        sender.rsplit('@').next().unwrap_or("localhost")
-    );
-    let mut out = format!(
-        "From: KIM-Clientmodul <{sender}>\r\nTo: <{sender}>\r\nDate: {date}\r\n\
+    let report = Report {
+        code: NOT_ENCRYPTABLE_FOR_ALL,
+        subject: SUBJECT,
+        text: &text,
+        status: STATUS,
+        diagnostic: "550 5.7.5 no valid encryption certificate in the directory",
+    };
+    report.build(sender, unreachable, original_head, reporting, now)
+}
+
+/// A_19363-03, A_20650-05: the mail to `recipients` was not sent because its mail
+/// data could not be stored on the KAS (the client got 451; it may send again).
+pub fn kas_upload_failed(
+    sender: &str,
+    recipients: &[String],
+    original_head: &[u8],
+    reporting: &str,
+    now: OffsetDateTime,
+) -> Vec<u8> {
+    let text =
+        "Ihre Nachricht wurde nicht versendet: die verschlüsselten E-Mail-Daten konnten nicht\r\n\
+zum KOM-LE-Attachment-Service (KAS) übertragen werden. Bitte senden Sie die Nachricht\r\n\
+später erneut.\r\n\
+Your message was not sent: its encrypted mail data could not be stored on the KIM\r\n\
+Attachment Service. Please send it again later.\r\n";
+    let report = Report {
+        code: KAS_UPLOAD_FAILED,
+        subject: SUBJECT_KAS,
+        text,
+        status: "4.4.0",
+        diagnostic: "451 4.4.0 the mail data could not be stored on the KIM Attachment Service",
+    };
+    report.build(sender, recipients, original_head, reporting, now)
+}
+
+/// One kind of report: its code, subject, text and per-recipient status.
+struct Report<'a> {
+    code: &'a str,
+    subject: &'a str,
+    text: &'a str,
+    status: &'a str,
+    diagnostic: &'a str,
+}
+
+impl Report<'_> {
+    fn build(
+        &self,
+        sender: &str,
+        recipients: &[String],
+        original_head: &[u8],
+        reporting: &str,
+        now: OffsetDateTime,
+    ) -> Vec<u8> {
+        let date = now.format(&Rfc2822).unwrap_or_default();
+        let boundary = format!("kim-cm-dsn-{:016x}", rand::random::<u64>());
+        let (text, code) = (self.text, self.code);
+        let mut status = format!("Reporting-MTA: dns; {reporting}\r\nArrival-Date: {date}\r\n");
+        for r in recipients {
+            status.push_str(&format!(
+                "\r\nFinal-Recipient: rfc822; {r}\r\nAction: failed\r\nStatus: {}\r\n\
+Diagnostic-Code: smtp; {}\r\n",
+                self.status, self.diagnostic
+            ));
+        }
+        let mut original = Vec::new();
+        header::append_fields(&mut original, original_head, &ORIGINAL_FIELDS);
+        let message_id = format!(
+            "<kim-cm-dsn.{:016x}@{}>",
+            rand::random::<u64>(),
+            sender.rsplit('@').next().unwrap_or("localhost")
+        );
+        let mut out = format!(
+            "From: KIM-Clientmodul <{sender}>\r\nTo: <{sender}>\r\nDate: {date}\r\n\
 Message-ID: {message_id}\r\nSubject: =?utf-8?B?{subject}?=\r\n\
-X-KIM-Fehlermeldung: {NOT_ENCRYPTABLE_FOR_ALL}\r\nAuto-Submitted: auto-replied\r\n\
+X-KIM-Fehlermeldung: {code}\r\nAuto-Submitted: auto-replied\r\n\
 MIME-Version: 1.0\r\n\
 Content-Type: multipart/report; report-type=delivery-status; boundary=\"{boundary}\"\r\n\r\n\
 --{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\
 {text}\r\n--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n{status}\r\n\
 --{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n",
-        subject = base64_utf8(SUBJECT),
-    )
-    .into_bytes();
-    out.extend_from_slice(&original);
-    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    out
+            subject = base64_utf8(self.subject),
+        )
+        .into_bytes();
+        out.extend_from_slice(&original);
+        out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        out
+    }
 }
 
 fn base64_utf8(s: &str) -> String {

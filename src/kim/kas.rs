@@ -101,30 +101,119 @@ pub fn kas_content(mail: &[u8]) -> KasContent {
 /// A_22341: true when `mail` has a part with `Content-Disposition: x-kas` and
 /// `Content-Type: text/plain; charset=utf-8`.
 pub fn carries_kas_part(mail: &[u8]) -> bool {
-    // a cheap scan first: most mails do not contain the word at all
-    let needle = b"x-kas";
-    let found = mail
-        .windows(needle.len())
-        .any(|w| w.eq_ignore_ascii_case(needle));
-    if !found {
-        return false;
+    let mut scan = KasPartScanner::default();
+    scan.feed(mail);
+    scan.finish()
+}
+
+/// The longest line start the scanner keeps: boundary lines and header lines are
+/// short; the rest of a long line (binary data) is never needed.
+const SCAN_LINE_BYTES: usize = 1000;
+/// The most header bytes of one part the scanner keeps.
+const SCAN_HEADER_BYTES: usize = 64 * 1024;
+/// The most multipart boundaries the scanner tracks.
+const SCAN_BOUNDARIES: usize = 64;
+
+/// A_22341 over a mail fed in chunks of any size: reads only the header of the mail
+/// and of each MIME part (found by the boundaries their multipart parents declare),
+/// so a 700 MiB mail is checked in a few KiB of memory. Parts inside an attached
+/// `message/rfc822` are not parts of this mail and are not looked at.
+#[derive(Default)]
+pub struct KasPartScanner {
+    line: Vec<u8>,
+    line_len: usize,
+    /// In a header (of the mail, or of a part after its boundary).
+    in_body: bool,
+    header: Vec<u8>,
+    boundaries: Vec<Vec<u8>>,
+    found: bool,
+}
+
+impl KasPartScanner {
+    pub fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() && !self.found {
+            match memchr::memchr(b'\n', data) {
+                Some(p) => {
+                    self.take(&data[..p]);
+                    self.end_line();
+                    data = &data[p + 1..];
+                }
+                None => {
+                    self.take(data);
+                    data = &[];
+                }
+            }
+        }
     }
-    let Some(parsed) = MessageParser::default().parse(mail) else {
-        return false;
-    };
-    parsed.parts.iter().any(|p| {
-        let disposition = p
+
+    /// True when an x-kas part was seen.
+    pub fn finish(mut self) -> bool {
+        if !self.found && self.line_len > 0 {
+            self.end_line();
+        }
+        if !self.found && !self.in_body {
+            self.end_header();
+        }
+        self.found
+    }
+
+    fn take(&mut self, bytes: &[u8]) {
+        let room = SCAN_LINE_BYTES.saturating_sub(self.line.len());
+        self.line.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        self.line_len += bytes.len();
+    }
+
+    fn end_line(&mut self) {
+        let mut line = std::mem::take(&mut self.line);
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        self.line_len = 0;
+        if !self.in_body {
+            if line.is_empty() {
+                self.end_header();
+                self.in_body = true;
+            } else if self.header.len() + line.len() < SCAN_HEADER_BYTES {
+                self.header.extend_from_slice(&line);
+                self.header.extend_from_slice(b"\r\n");
+            }
+        } else if line.starts_with(b"--") {
+            let rest = line[2..].trim_ascii_end();
+            if self.boundaries.iter().any(|b| rest == &b[..]) {
+                self.in_body = false;
+            }
+        }
+        self.line = line;
+        self.line.clear();
+    }
+
+    /// A part's header is complete: note its boundary, look for x-kas.
+    fn end_header(&mut self) {
+        let head = std::mem::take(&mut self.header);
+        let Some(parsed) = MessageParser::default().parse_headers(&head) else {
+            return;
+        };
+        if let Some(ct) = parsed.content_type() {
+            if ct.ctype().eq_ignore_ascii_case("multipart") {
+                if let Some(b) = ct.attribute("boundary") {
+                    if self.boundaries.len() < SCAN_BOUNDARIES {
+                        self.boundaries.push(b.as_bytes().to_vec());
+                    }
+                }
+            }
+        }
+        let disposition = parsed
             .content_disposition()
             .is_some_and(|d| d.ctype().eq_ignore_ascii_case("x-kas"));
-        let text_utf8 = p.content_type().is_none_or(|ct| {
+        let text_utf8 = parsed.content_type().is_none_or(|ct| {
             ct.ctype().eq_ignore_ascii_case("text")
                 && ct.subtype().is_none_or(|s| s.eq_ignore_ascii_case("plain"))
                 && ct
                     .attribute("charset")
                     .is_none_or(|c| c.eq_ignore_ascii_case("utf-8"))
         });
-        disposition && text_utf8
-    })
+        self.found |= disposition && text_utf8;
+    }
 }
 
 #[cfg(test)]
@@ -196,5 +285,34 @@ Content-Disposition: x-kas\r\n\r\n{\"link\":\"https://kas/x\",\"k\":\"a\",\"hash
             b"Subject: about x-kas\r\n\r\nthe x-kas part is written by the Clientmodul\r\n"
         ));
         assert!(!carries_kas_part(b"Subject: x\r\n\r\nplain\r\n"));
+        // nested in an attached mail: not a part of this one
+        let forwarded = b"Subject: Fwd\r\nContent-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\n\
+Content-Type: message/rfc822\r\n\r\nSubject: x\r\nContent-Type: text/plain; charset=utf-8\r\n\
+Content-Disposition: x-kas\r\n\r\n{}\r\n--o--\r\n";
+        assert!(!carries_kas_part(forwarded));
+        // a body line that looks like a header is not one
+        assert!(!carries_kas_part(
+            b"Subject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nContent-Disposition: x-kas\r\n--b--\r\n"
+        ));
+    }
+
+    #[test]
+    fn the_scanner_finds_the_part_whatever_the_chunks() {
+        let kas = b"Subject: x\r\nContent-Type: multipart/mixed;\r\n boundary=\"bb\"\r\n\r\n\
+--bb\r\nContent-Type: application/octet-stream\r\n\r\nAAAA\r\n--bb\r\nContent-Type: text/plain; charset=utf-8\r\n\
+Content-Disposition: x-kas\r\n\r\n{}\r\n--bb--\r\n";
+        for chunk in [1, 2, 3, 7, 64, 4096] {
+            let mut s = KasPartScanner::default();
+            for c in kas.chunks(chunk) {
+                s.feed(c);
+            }
+            assert!(s.finish(), "chunk size {chunk}");
+        }
+        // a binary line far longer than the kept line start does not matter
+        let mut long =
+            b"Subject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\n".to_vec();
+        long.extend(std::iter::repeat_n(b'A', 100_000));
+        long.extend_from_slice(b"\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Disposition: x-kas\r\n\r\n{}\r\n--b--\r\n");
+        assert!(carries_kas_part(&long));
     }
 }

@@ -65,29 +65,11 @@ pub fn seal(
     sealer: &impl Sealer,
     fields: &wrap::OuterFields<'_>,
 ) -> Result<Sealed, SealRefusal> {
-    let sender_certs = certs(sender);
-    if sender_certs.is_empty() {
-        return Err(SealRefusal::SenderNotEncryptable(sender.to_string()));
-    }
-    let mut entries: Vec<CertFor> = Vec::new();
-    let mut reachable = Vec::new();
-    let mut unreachable = Vec::new();
-    for r in recipients {
-        let c = certs(r);
-        if c.is_empty() {
-            unreachable.push(r.clone());
-        } else {
-            reachable.push(r.clone());
-            entries.extend(c.into_iter().map(|x| (x, r.clone())));
-        }
-    }
-    if reachable.is_empty() {
-        return Err(SealRefusal::NoRecipientEncryptable(unreachable));
-    }
-    // KOM-LE-A_2111-01: the sender can read what it sent
-    if !reachable.iter().any(|r| r.eq_ignore_ascii_case(sender)) {
-        entries.extend(sender_certs.into_iter().map(|x| (x, sender.to_string())));
-    }
+    let Parties {
+        entries,
+        reachable,
+        unreachable,
+    } = parties(sender, recipients, certs)?;
 
     // A_19488-02, then KOM-LE-A_2028 and A_23174: the inner mail as it will be signed
     let mut inner = wrap::with_dienstkennung(&mail);
@@ -111,6 +93,66 @@ pub fn seal(
         recipients: reachable,
         unreachable,
     })
+}
+
+/// Who gets a mail, decided by who has encryption certificates.
+pub struct Parties {
+    /// One entry per certificate of every reachable recipient and of the sender.
+    pub entries: Vec<CertFor>,
+    /// Envelope recipients that get the mail.
+    pub reachable: Vec<String>,
+    /// Recipients without an encryption certificate (for the 4004 DSN).
+    pub unreachable: Vec<String>,
+}
+
+/// The parties of a mail from `sender` to `recipients`.
+pub fn parties(
+    sender: &str,
+    recipients: &[String],
+    certs: &dyn Fn(&str) -> Vec<X509>,
+) -> Result<Parties, SealRefusal> {
+    let sender_certs = certs(sender);
+    if sender_certs.is_empty() {
+        return Err(SealRefusal::SenderNotEncryptable(sender.to_string()));
+    }
+    let mut entries: Vec<CertFor> = Vec::new();
+    let mut reachable = Vec::new();
+    let mut unreachable = Vec::new();
+    for r in recipients {
+        let c = certs(r);
+        if c.is_empty() {
+            unreachable.push(r.clone());
+        } else {
+            reachable.push(r.clone());
+            entries.extend(c.into_iter().map(|x| (x, r.clone())));
+        }
+    }
+    if reachable.is_empty() {
+        return Err(SealRefusal::NoRecipientEncryptable(unreachable));
+    }
+    // KOM-LE-A_2111-01: the sender can read what it sent
+    if !reachable.iter().any(|r| r.eq_ignore_ascii_case(sender)) {
+        entries.extend(sender_certs.into_iter().map(|x| (x, sender.to_string())));
+    }
+    Ok(Parties {
+        entries,
+        reachable,
+        unreachable,
+    })
+}
+
+/// A_19488-02, KOM-LE-A_2028 and A_23174 on a header alone (with its final line
+/// end): the header of the processed client mail, for a mail whose body stays in
+/// the spool (A_19363-03: all header processing before the KAS upload).
+pub fn processed_head(head: &[u8], reachable: &[String]) -> Vec<u8> {
+    let mut mail = head.to_vec();
+    mail.extend_from_slice(b"\r\n");
+    let mut mail = wrap::with_dienstkennung(&mail);
+    if let Some(cleaned) = keeping_only(&mail, reachable) {
+        mail = cleaned;
+    }
+    mail.truncate(mail.len() - 2);
+    mail
 }
 
 /// The mail with only `keep` left in its To and Cc fields (KOM-LE-A_2028: who
