@@ -212,6 +212,10 @@ pub struct Upstream {
     /// The AccountLimit service's base URL (`https://host:port/AccountLimit/v1.1`).
     #[serde(default, deserialize_with = "de_https_url")]
     pub account_limit_url: Option<crate::http::url::HttpsUrl>,
+    /// The KIM Attachment Service's base URL (`https://host:port/attachments/v2.4`),
+    /// for client mails over 15 MiB (A_19357-02).
+    #[serde(default, deserialize_with = "de_https_url")]
+    pub kas_url: Option<crate::http::url::HttpsUrl>,
 }
 
 fn de_https_url<'de, D: serde::Deserializer<'de>>(
@@ -255,6 +259,15 @@ pub struct Account {
     pub encryption_pkcs12: Option<PathBuf>,
     /// File holding the PKCS#12 password (first line); none for files without one.
     pub pkcs12_password_file: Option<PathBuf>,
+    /// A_23512: whether this account takes KIM mails over 15 MiB (its directory
+    /// entry's KIM version ends in `+`). Without it, such mails are not downloaded
+    /// and the client gets the 4018 error mail.
+    #[serde(default = "yes")]
+    pub receive_large_mails: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn de_server<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Server, D::Error> {

@@ -142,7 +142,7 @@ pub async fn seal(
         &recipients,
         &lookup,
         &SoftwareSealer { keys: &keys },
-        &send::outer_fields(expires.as_deref()),
+        &send::outer_fields(expires.as_deref(), send::Version::Small),
     )
     .map_err(|e| match e {
         seal::SealRefusal::SenderNotEncryptable(a) => format!(

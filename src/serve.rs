@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use crate::config::{Config, Listener};
 use crate::crypto::software::{KeyError, SoftwareKeys};
 use crate::directory::folder::FolderDirectory;
-use crate::kim::send::{Sealing, SendPipeline, SoftwareSealing};
+use crate::kim::send::{KasService, Sealing, SendPipeline, SoftwareSealing};
 use crate::listener::ListenerSettings;
 use crate::net::{tls, TlsMode};
 use crate::proxy::pop3::{Opening, Pop3Proxy};
@@ -200,6 +200,13 @@ pub async fn start(cfg: Arc<Config>) -> Result<Running, StartError> {
             )
         }
     };
+    // every HTTPS service of the Fachdienst (AccountLimit, KAS): verified TLS, with
+    // the client certificate when one is configured (A_19362, A_19368)
+    let http = crate::http::client::HttpSettings {
+        connector: connector.clone(),
+        connect_timeout: cfg.proxy.connect_timeout(),
+        timeout: cfg.proxy.upstream_timeout(),
+    };
     let mut running = Running {
         smtp: Vec::new(),
         pop3: Vec::new(),
@@ -209,11 +216,7 @@ pub async fn start(cfg: Arc<Config>) -> Result<Running, StartError> {
     let limits = match (&cfg.upstream.account_limit_url, &opening) {
         (Some(url), Opening::Software { store, .. }) => Some(Arc::new(crate::limits::Limits {
             url: url.clone(),
-            http: crate::http::client::HttpSettings {
-                connector: connector.clone(),
-                connect_timeout: cfg.proxy.connect_timeout(),
-                timeout: cfg.proxy.upstream_timeout(),
-            },
+            http: http.clone(),
             store: store.clone(),
         })),
         (None, Opening::Software { .. }) => {
@@ -222,6 +225,13 @@ pub async fn start(cfg: Arc<Config>) -> Result<Running, StartError> {
         }
         _ => None,
     };
+    let kas = cfg.upstream.kas_url.clone().map(|base| KasService {
+        base,
+        http: http.clone(),
+    });
+    if kas.is_none() && !matches!(opening, Opening::Unopened) {
+        tracing::warn!("[upstream] kas_url is not set: client mails over 15 MiB are refused");
+    }
     let smtp_backend = Arc::new(SmtpProxy::new(
         cfg.clone(),
         smtp::client::ClientSettings {
@@ -231,7 +241,7 @@ pub async fn start(cfg: Arc<Config>) -> Result<Running, StartError> {
             timeout: cfg.proxy.upstream_timeout(),
             helo_name: cfg.proxy.name.clone(),
         },
-        SendPipeline::new(sealing, &cfg.proxy.name),
+        SendPipeline::new(sealing, &cfg.proxy.name, kas),
         limits,
     ));
     for l in &cfg.smtp_listener {

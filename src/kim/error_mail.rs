@@ -87,7 +87,7 @@ fn boundary(attached: &[u8]) -> String {
 
 /// A multipart/mixed mail: the taken-over fields of `from_header`, `subject`,
 /// `extra` header fields, a text/plain part and `attached` as message/rfc822.
-fn multipart(
+pub(crate) fn multipart(
     from_header: &[u8],
     subject: &str,
     extra: &[(&str, &str)],

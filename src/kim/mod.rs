@@ -9,6 +9,7 @@ pub mod kas;
 pub mod login;
 pub mod notes;
 pub mod receive;
+pub mod restore;
 pub mod seal;
 pub mod send;
 pub mod wrap;

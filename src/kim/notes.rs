@@ -25,10 +25,22 @@ pub fn append(mail: &[u8], notes: &[&str]) -> Vec<u8> {
 
 /// [`append`], writing the result at the end of `out`: the mail is copied once.
 pub fn append_to(out: &mut Vec<u8>, mail: &[u8], notes: &[&str]) {
+    append_within(out, mail, false, notes);
+}
+
+/// [`append_to`] for the first bytes of a mail too large to hold (a mail restored
+/// from the KAS): `prefix` is its start, `truncated` says whether more follows.
+/// The notes go in only when the first text part ends within `prefix`; the rest of
+/// the mail follows `out` unchanged. False when they could not go in.
+pub fn append_to_prefix(out: &mut Vec<u8>, prefix: &[u8], truncated: bool, notes: &[&str]) -> bool {
+    append_within(out, prefix, truncated, notes)
+}
+
+fn append_within(out: &mut Vec<u8>, mail: &[u8], truncated: bool, notes: &[&str]) -> bool {
     out.reserve(mail.len() + 256);
     let Some(msg) = MessageParser::default().parse(mail) else {
         out.extend_from_slice(mail);
-        return;
+        return false;
     };
     let Some(part) = msg.parts.iter().find(|p| {
         matches!(p.body, PartType::Text(_) | PartType::Html(_))
@@ -37,8 +49,13 @@ pub fn append_to(out: &mut Vec<u8>, mail: &[u8], notes: &[&str]) {
                 .is_some_and(|d| d.ctype().eq_ignore_ascii_case("attachment"))
     }) else {
         out.extend_from_slice(mail);
-        return;
+        return false;
     };
+    // a part that runs to the end of a truncated prefix may go on beyond it
+    if truncated && part.offset_end as usize >= mail.len() {
+        out.extend_from_slice(mail);
+        return false;
+    }
     let html = matches!(part.body, PartType::Html(_));
     let latin1 = part
         .content_type()
@@ -52,7 +69,7 @@ pub fn append_to(out: &mut Vec<u8>, mail: &[u8], notes: &[&str]) {
     drop(msg);
     if start > end || end > mail.len() {
         out.extend_from_slice(mail);
-        return;
+        return false;
     }
     let body = &mail[start..end];
     let note_text = if html {
@@ -79,7 +96,7 @@ pub fn append_to(out: &mut Vec<u8>, mail: &[u8], notes: &[&str]) {
                 .collect();
             let Ok(mut text) = B64.decode(compact) else {
                 out.extend_from_slice(mail);
-                return;
+                return false;
             };
             if !text.ends_with(b"\n") {
                 text.extend_from_slice(b"\r\n");
@@ -112,6 +129,7 @@ pub fn append_to(out: &mut Vec<u8>, mail: &[u8], notes: &[&str]) {
         }
     }
     out.extend_from_slice(&mail[end..]);
+    true
 }
 
 fn to_latin1(text: &str) -> Vec<u8> {
@@ -184,6 +202,32 @@ Content-Transfer-Encoding: base64\r\n\r\nJVBERg==\r\n--b--\r\n";
             html.starts_with("Hallo Welt") && html.contains("<br>") && html.contains(SIGNATURE_OK),
             "{html}"
         );
+    }
+
+    #[test]
+    fn a_prefix_gets_the_notes_only_when_the_text_part_ends_in_it() {
+        let mail = b"Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n\
+Hallo\r\n--b\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERiAgICAgICAgICAgICAgICAgIA==\r\n--b--\r\n";
+        let whole = append(mail, &NOTES);
+        // the second part's header line is the first sure sign the text part ended
+        let sure = 1 + mail
+            .windows(25)
+            .position(|w| w == b"Content-Type: application")
+            .unwrap();
+        for cut in 1..mail.len() {
+            let mut out = Vec::new();
+            let done = append_to_prefix(&mut out, &mail[..cut], true, &NOTES);
+            out.extend_from_slice(&mail[cut..]);
+            if done {
+                assert_eq!(out, whole, "cut at {cut}");
+            } else {
+                assert_eq!(out, mail, "cut at {cut}");
+            }
+            // once the text part and its boundary are in, the notes go in
+            if cut >= sure {
+                assert!(done, "cut at {cut}");
+            }
+        }
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! or the opened mail with its result fields and notes. The cryptography is behind
 //! [`Opener`], so these rules are the same whichever provider holds the keys.
 
+use super::kas::{self, KasContent};
+use super::restore::{self, KasPending};
 use super::{error_mail, header, notes, wrap};
 
 /// KIM versions this Clientmodul opens (X-KOM-LE-Version).
@@ -90,6 +92,9 @@ pub struct Opened {
     pub decryption: String,
     /// X-KIM-IntegrityCheckResult codes, comma-separated; empty when not checked.
     pub integrity: String,
+    /// The body is a KIM-Attachment structure: the mail data are still to be
+    /// downloaded and restored ([`super::restore`]); `mail` is the opened KIM mail.
+    pub kas: Option<Box<KasPending>>,
 }
 
 fn normalized(v: &str) -> String {
@@ -122,6 +127,7 @@ pub fn open(received: impl Into<Vec<u8>>, address: &str, opener: &impl Opener) -
             mail: received,
             decryption: String::new(),
             integrity: String::new(),
+            kas: None,
         };
     };
     if !SUPPORTED_VERSIONS.contains(&version.as_str()) {
@@ -129,12 +135,14 @@ pub fn open(received: impl Into<Vec<u8>>, address: &str, opener: &impl Opener) -
             mail: error_mail::unsupported_version(&received, &version, &SUPPORTED_VERSIONS),
             decryption: String::new(),
             integrity: String::new(),
+            kas: None,
         };
     }
     let failed = |f: error_mail::DecryptionFailure| Opened {
         mail: error_mail::not_decrypted(&received, &f, address),
         decryption: f.code().to_string(),
         integrity: String::new(),
+        kas: None,
     };
     let to_failure = |e: DecryptError| match e {
         DecryptError::KeyUnavailable => error_mail::DecryptionFailure::KeyUnavailable,
@@ -199,13 +207,43 @@ pub fn open(received: impl Into<Vec<u8>>, address: &str, opener: &impl Opener) -
     if !codes.is_empty() {
         return security_violation(&received, inner, &codes);
     }
-    let mut mail = error_mail::opened_head(&received, "01");
+    let top = error_mail::opened_head(&received, "01");
+    match kas::kas_content(inner) {
+        KasContent::None => {}
+        // A_19369-02
+        KasContent::Ambiguous => {
+            return Opened {
+                mail: restore::replaced_body(&top, inner_head, restore::AMBIGUOUS, None),
+                decryption: "00".into(),
+                integrity: "01".into(),
+                kas: None,
+            }
+        }
+        KasContent::One(attachment) => {
+            let pending = KasPending {
+                attachment,
+                top: top.clone(),
+                inner_head: inner_head.to_vec(),
+                received: received.clone(),
+            };
+            let mut mail = top;
+            mail.extend_from_slice(inner);
+            return Opened {
+                mail,
+                decryption: "00".into(),
+                integrity: "01".into(),
+                kas: Some(Box::new(pending)),
+            };
+        }
+    }
+    let mut mail = top;
     drop(received);
     notes::append_to(&mut mail, inner, &[notes::DECRYPTED, notes::SIGNATURE_OK]);
     Opened {
         mail,
         decryption: "00".into(),
         integrity: "01".into(),
+        kas: None,
     }
 }
 
@@ -214,6 +252,7 @@ fn security_violation(received: &[u8], original: &[u8], codes: &[&str]) -> Opene
         mail: error_mail::integrity_failed(received, original, codes),
         decryption: "00".into(),
         integrity: codes.join(","),
+        kas: None,
     }
 }
 
@@ -342,6 +381,40 @@ mod tests {
         let mut f = good();
         f.decrypted = Ok(b"Content-Type: text/plain\r\n\r\nnot signed".to_vec());
         assert_eq!(open(outer("A <a@x.de>"), "b@x.de", &f).integrity, "03");
+    }
+
+    #[test]
+    fn a_kas_mail_waits_for_its_download_and_two_structures_are_refused() {
+        let kas_inner = |parts: &str| {
+            format!("From: A <a@x.de>\r\nTo: b@x.de\r\nSubject: Befund\r\nX-KIM-KAS-Size: 20000000\r\n{parts}")
+        };
+        let one = r#"{"link":"https://kas/a","k":"a2V5","hash":"aGFzaA==","size":20000000}"#;
+        let single = kas_inner(&format!(
+            "Content-Type: text/plain; charset=utf-8\r\nContent-Disposition: x-kas\r\n\r\n{one}"
+        ));
+        let mut f = good();
+        f.verification.content = Some(wrap::rfc822_wrap(single.as_bytes()).into());
+        let o = open(outer("A <a@x.de>"), "b@x.de", &f);
+        let pending = o.kas.expect("a KAS mail");
+        assert_eq!(pending.attachment.link, "https://kas/a");
+        assert_eq!(pending.kas_size(), Some(20_000_000));
+        assert!(pending.top.ends_with(b"X-KIM-IntegrityCheckResult: 01\r\n"));
+
+        let part = format!("--b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Disposition: x-kas\r\n\r\n{one}\r\n");
+        let two = kas_inner(&format!(
+            "Content-Type: multipart/mixed; boundary=b\r\n\r\n{part}{part}--b--\r\n"
+        ));
+        let mut f = good();
+        f.verification.content = Some(wrap::rfc822_wrap(two.as_bytes()).into());
+        let o = open(outer("A <a@x.de>"), "b@x.de", &f);
+        assert!(o.kas.is_none());
+        let text = String::from_utf8(o.mail).unwrap();
+        assert!(
+            text.contains("Subject: Befund\r\n")
+                && text.ends_with(&format!("\r\n\r\n{}\r\n", restore::AMBIGUOUS)),
+            "{text}"
+        );
+        assert!(!text.contains("https://kas/a"), "the structures are gone");
     }
 
     #[test]

@@ -22,7 +22,11 @@ use crate::crypto::sealer::SoftwareSealer;
 use crate::crypto::software::SoftwareKeys;
 use crate::directory::folder::FolderDirectory;
 use crate::directory::{Directory, DirectoryError};
+use crate::http::client::HttpSettings;
+use crate::http::kas::{add_mail_data, delete_mail_data, KasError, MailData, UploadForm};
+use crate::http::url::HttpsUrl;
 use crate::spool::Spool;
+use tokio::io::AsyncReadExt;
 
 /// A_21388-01: X-KIM-CMVersion, `<VendorID>_<product version>`.
 pub const CM_VERSION: &str = concat!("KIMCM_", env!("CARGO_PKG_VERSION"));
@@ -31,9 +35,16 @@ pub const CM_VERSION: &str = concat!("KIMCM_", env!("CARGO_PKG_VERSION"));
 pub const PT_VERSION: &str = "1.5.2-3";
 /// dataTimeToLive until the account's limits are known (AccountLimit.yaml default).
 pub const DEFAULT_DATA_TIME_TO_LIVE_DAYS: i64 = 90;
-/// A_19357-02: larger mails go to the KIM Attachment Service. Until kim-cm has a KAS
-/// client, they are refused rather than sealed whole.
+/// A_19357-02: larger client mails go to the KIM Attachment Service (15 MiB; a
+/// `kasMailSizeThreshold` from getLimits takes precedence).
 pub const KAS_THRESHOLD: u64 = 15 * 1024 * 1024;
+/// The longest client mail header kim-cm reads for a mail that goes to the KAS.
+pub const MAX_HEAD_BYTES: usize = 1024 * 1024;
+/// A mail to oneself up to this size is checked for a forwarded KIM mail
+/// (KOM-LE-A_2029) in memory; a sealed mail of 15 MiB is about 21 MiB.
+const MAX_FORWARD_CHECK: u64 = 32 * 1024 * 1024;
+/// Spool bytes read per step of the A_22341 scan.
+const SCAN_CHUNK: usize = 256 * 1024;
 
 /// The mail as it will go upstream.
 pub struct Outgoing {
@@ -45,6 +56,30 @@ pub struct Outgoing {
     pub notices: Vec<Vec<u8>>,
     /// Recipients removed because they have no encryption certificate.
     pub unreachable: Vec<String>,
+    /// The KAS link of the mail data uploaded for this mail: to be deleted when the
+    /// mail does not reach the MTA (1.5.3-3, deleteMailData).
+    pub kas_link: Option<String>,
+}
+
+/// One client mail to send: who sends it to whom, and the account's limits.
+pub struct Submission<'a> {
+    /// The logged-in KIM account.
+    pub account: &'a str,
+    /// Its mail password, for the KAS (KIMBasicAuth); never stored.
+    pub password: &'a str,
+    pub mail_from: &'a str,
+    pub recipients: &'a [String],
+    /// dataTimeToLive (A_22417, A_19385-02).
+    pub data_time_to_live_days: i64,
+    /// Client mails larger than this go to the KAS (A_19357-02).
+    pub kas_threshold: u64,
+}
+
+/// Where the KIM Attachment Service is, and how it is reached.
+pub struct KasService {
+    /// `https://host:port/attachments/v2.4`
+    pub base: HttpsUrl,
+    pub http: HttpSettings,
 }
 
 /// Why the pipeline refused a mail: the SMTP reply the client gets.
@@ -55,6 +90,9 @@ pub struct Refusal {
     /// The enhanced status code (RFC 3463).
     pub status: &'static str,
     pub text: String,
+    /// Mails for the sender that go upstream although the mail did not (the 4002
+    /// DSN, A_19363-03).
+    pub notices: Vec<Vec<u8>>,
 }
 
 impl Refusal {
@@ -63,7 +101,16 @@ impl Refusal {
             code,
             status,
             text: text.into(),
+            notices: Vec::new(),
         }
+    }
+
+    fn local(what: &str) -> Refusal {
+        Refusal::new(
+            451,
+            "4.3.0",
+            format!("Local error {what}; nothing was sent, try again"),
+        )
     }
 }
 
@@ -88,26 +135,21 @@ pub struct SendPipeline {
     sealing: Sealing,
     /// This Clientmodul's name in DSNs (`Reporting-MTA`).
     reporting_name: String,
+    kas: Option<Arc<KasService>>,
 }
 
 impl SendPipeline {
-    pub fn new(sealing: Sealing, reporting_name: &str) -> SendPipeline {
+    pub fn new(sealing: Sealing, reporting_name: &str, kas: Option<KasService>) -> SendPipeline {
         SendPipeline {
             sealing,
             reporting_name: reporting_name.to_string(),
+            kas: kas.map(Arc::new),
         }
     }
 
-    /// Turns the client's mail, sent by the logged-in `account`, into the mail for
-    /// the MTA.
-    pub async fn run(
-        &self,
-        account: &str,
-        mail_from: &str,
-        recipients: &[String],
-        mut mail: Spool,
-        data_time_to_live_days: i64,
-    ) -> Result<Outgoing, Refusal> {
+    /// Turns the client's mail into the mail for the MTA.
+    pub async fn run(&self, sub: &Submission<'_>, mut mail: Spool) -> Result<Outgoing, Refusal> {
+        let (account, mail_from, recipients) = (sub.account, sub.mail_from, sub.recipients);
         let setup = match &self.sealing {
             Sealing::Unsealed => {
                 return Ok(Outgoing {
@@ -116,39 +158,27 @@ impl SendPipeline {
                     mail,
                     notices: Vec::new(),
                     unreachable: Vec::new(),
+                    kas_link: None,
                 })
             }
             Sealing::Software(s) => s.clone(),
         };
-        if mail.len() > KAS_THRESHOLD {
-            return Err(Refusal::new(
-                552,
-                "5.3.4",
-                format!(
-                    "Mails over {} MiB go through the KIM Attachment Service, which this kim-cm version does not support yet; send the attachments in smaller mails",
-                    KAS_THRESHOLD >> 20
-                ),
-            ));
+        let to_self =
+            !recipients.is_empty() && recipients.iter().all(|r| r.eq_ignore_ascii_case(account));
+        let in_memory =
+            mail.len() <= sub.kas_threshold || (to_self && mail.len() <= MAX_FORWARD_CHECK);
+        if !in_memory {
+            return self.run_kas(sub, &setup, mail).await;
         }
         let bytes = mail.to_vec().await.map_err(|e| {
             tracing::error!("cannot read the spooled mail: {e}");
-            Refusal::new(
-                451,
-                "4.3.0",
-                "Local error reading the spooled mail; nothing was sent, try again",
-            )
+            Refusal::local("reading the spooled mail")
         })?;
         // A_22341: the KAS part is the Clientmodul's to write
         if kas::carries_kas_part(&bytes) {
-            return Err(Refusal::new(
-                451,
-                "4.6.0",
-                "The mail carries a KIM attachment part (Content-Disposition: x-kas), which only the Clientmodul writes; remove it and send again",
-            ));
+            return Err(kas_part_refusal());
         }
         // KOM-LE-A_2029: a KIM mail forwarded to oneself goes upstream as it is
-        let to_self =
-            !recipients.is_empty() && recipients.iter().all(|r| r.eq_ignore_ascii_case(account));
         if to_self {
             if let Some(inner) = forward::forwarded_kim_mail(&bytes) {
                 tracing::info!(%account, "forwarded KIM mail re-delivered as it is (KOM-LE-A_2029)");
@@ -158,44 +188,246 @@ impl SendPipeline {
                     mail: mail.with_bytes(inner),
                     notices: Vec::new(),
                     unreachable: Vec::new(),
+                    kas_link: None,
                 });
             }
         }
-        if setup.keys.account(account).is_none() {
-            return Err(Refusal::new(
-                451,
-                "4.7.0",
-                format!("No keys are configured for {account} (signing_pkcs12 and encryption_pkcs12 in its [[account]]); ask the administrator"),
-            ));
+        if mail.len() > sub.kas_threshold {
+            drop(bytes);
+            return self.run_kas(sub, &setup, mail).await;
         }
+        has_keys(&setup, account)?;
         let certs = lookup(&setup.directory, account, recipients).await?;
-        let (account_owned, rcpt) = (account.to_string(), recipients.to_vec());
-        let reporting = self.reporting_name.clone();
-        let sealed = tokio::task::spawn_blocking(move || {
-            let ttl = data_time_to_live_days;
-            seal_blocking(
-                &setup,
-                bytes,
-                &account_owned,
-                &rcpt,
-                &certs,
-                &reporting,
-                ttl,
-            )
-        })
-        .await
-        .map_err(|e| {
-            tracing::error!("sealing task failed: {e}");
-            Refusal::new(451, "4.3.0", "Local error while sealing; nothing was sent")
-        })??;
-        let (sealed, notices) = sealed;
+        let (sealed, notices) = self.seal(&setup, sub, bytes, certs, Version::Small).await?;
         Ok(Outgoing {
             mail_from: mail_from.to_string(),
             recipients: sealed.recipients,
             mail: mail.with_bytes(sealed.mail),
             notices,
             unreachable: sealed.unreachable,
+            kas_link: None,
         })
+    }
+
+    /// Seals `mail` on a blocking thread.
+    async fn seal(
+        &self,
+        setup: &Arc<SoftwareSealing>,
+        sub: &Submission<'_>,
+        mail: Vec<u8>,
+        certs: HashMap<String, Vec<X509>>,
+        version: Version,
+    ) -> Result<SealedWithNotices, Refusal> {
+        let (account, rcpt) = (sub.account.to_string(), sub.recipients.to_vec());
+        let (setup, reporting) = (setup.clone(), self.reporting_name.clone());
+        let ttl = sub.data_time_to_live_days;
+        tokio::task::spawn_blocking(move || {
+            seal_blocking(
+                &setup, mail, &account, &rcpt, &certs, &reporting, ttl, version,
+            )
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!("sealing task failed: {e}");
+            Refusal::local("while sealing")
+        })?
+    }
+
+    /// A_19357-02 and on: a client mail over the threshold goes to the KAS, and the
+    /// KIM mail carries only its KIM-Attachment structure. The body is never loaded:
+    /// it streams from the spool through AES-GCM into the upload.
+    async fn run_kas(
+        &self,
+        sub: &Submission<'_>,
+        setup: &Arc<SoftwareSealing>,
+        mut mail: Spool,
+    ) -> Result<Outgoing, Refusal> {
+        let account = sub.account;
+        let Some(kas) = self.kas.clone() else {
+            return Err(Refusal::new(
+                552,
+                "5.3.4",
+                format!(
+                    "Mails over {} MiB go through the KIM Attachment Service, and none is configured ([upstream] kas_url); ask the administrator",
+                    sub.kas_threshold >> 20
+                ),
+            ));
+        };
+        let prefix = mail.read_prefix(MAX_HEAD_BYTES).await.map_err(|e| {
+            tracing::error!("cannot read the spooled mail: {e}");
+            Refusal::local("reading the spooled mail")
+        })?;
+        let (head, body) = header::split(&prefix);
+        if body.is_empty() && head.len() == prefix.len() {
+            return Err(Refusal::new(
+                554,
+                "5.6.0",
+                format!(
+                    "The mail's header has no end within {} KiB; the mail was not sent",
+                    MAX_HEAD_BYTES >> 10
+                ),
+            ));
+        }
+        let body_offset = (prefix.len() - body.len()) as u64;
+        let blank = prefix[head.len()..body_offset as usize].to_vec();
+        let head = head.to_vec();
+        drop(prefix);
+        // A_22341: the KAS part is the Clientmodul's to write
+        if scan_for_kas_part(&mut mail).await.map_err(|e| {
+            tracing::error!("cannot read the spooled mail: {e}");
+            Refusal::local("reading the spooled mail")
+        })? {
+            return Err(kas_part_refusal());
+        }
+        has_keys(setup, account)?;
+        let certs = lookup(&setup.directory, account, sub.recipients).await?;
+        let lookup_certs = |a: &str| {
+            certs
+                .get(&a.to_ascii_lowercase())
+                .cloned()
+                .unwrap_or_default()
+        };
+        let parties = seal::parties(account, sub.recipients, &lookup_certs)
+            .map_err(|e| seal_refusal(e, account))?;
+
+        // A_19363-03: every header change before the upload
+        let processed = seal::processed_head(&head, &parties.reachable);
+        let body_len = mail.len() - body_offset;
+        let size = processed.len() as u64 + blank.len() as u64 + body_len;
+        let mut start = processed.clone();
+        start.extend_from_slice(&blank);
+        let template = mail.with_bytes(Vec::new());
+        let body_reader = mail.into_reader_from(body_offset).await.map_err(|e| {
+            tracing::error!("cannot read the spooled mail: {e}");
+            Refusal::local("reading the spooled mail")
+        })?;
+        let data = MailData {
+            reader: Box::pin(std::io::Cursor::new(start).chain(body_reader)),
+            size,
+        };
+        let now = OffsetDateTime::now_utc();
+        let expires = expires(now, sub.data_time_to_live_days).unwrap_or_default();
+        let message_id = header::value(&processed, "Message-ID")
+            .map(|m| m.trim_matches(|c| c == '<' || c == '>').to_string())
+            .unwrap_or_else(|| format!("kim-cm-{}", hex::encode(rand::random::<[u8; 12]>())));
+        // who may download: the recipients that get the mail, and the sender
+        let mut allowed = parties.reachable.clone();
+        if !allowed.iter().any(|r| r.eq_ignore_ascii_case(account)) {
+            allowed.push(account.to_string());
+        }
+        let form = UploadForm {
+            base: &kas.base,
+            user: account,
+            password: sub.password,
+            message_id: &message_id,
+            recipients: &allowed,
+            expires: &expires,
+        };
+        let uploaded = add_mail_data(&form, data, &kas.http).await.map_err(|e| {
+            tracing::warn!(%account, size, "KAS upload failed: {e}");
+            match e {
+                // A_22419-01
+                KasError::Full => Refusal::new(
+                    521,
+                    "5.2.2",
+                    "The KIM Attachment Service storage of this account is full; delete old mails or ask the provider, then send again",
+                ),
+                KasError::TooLarge => Refusal::new(
+                    552,
+                    "5.3.4",
+                    "The KIM Attachment Service does not take mail data this large; the mail was not sent",
+                ),
+                // A_19363-03: 451, and the 4002 report to the sender
+                KasError::Failed(_) => {
+                    let mut r = Refusal::new(
+                        451,
+                        "4.4.0",
+                        "The mail data could not be stored on the KIM Attachment Service; nothing was sent, try again later",
+                    );
+                    r.notices.push(dsn::kas_upload_failed(
+                        account,
+                        sub.recipients,
+                        &head,
+                        &self.reporting_name,
+                        now,
+                    ));
+                    r
+                }
+            }
+        })?;
+        tracing::info!(%account, size, link = %uploaded.link, "mail data stored on the KAS");
+        let attachment = kas::KimAttachment {
+            link: uploaded.link.clone(),
+            k: uploaded.blob.k.clone(),
+            hash: uploaded.blob.hash.clone(),
+            size: uploaded.size,
+        };
+        // A_19359-07, A_19365-02: the KIM mail with the structure, sealed as usual
+        let kas_mail = kas::kas_mail(&processed, &attachment);
+        let sealed = self.seal(setup, sub, kas_mail, certs, Version::Kas).await;
+        let (sealed, notices) = match sealed {
+            Ok(s) => s,
+            Err(r) => {
+                self.withdraw(&uploaded.link, account, sub.password).await;
+                return Err(r);
+            }
+        };
+        Ok(Outgoing {
+            mail_from: sub.mail_from.to_string(),
+            recipients: sealed.recipients,
+            mail: template.with_bytes(sealed.mail),
+            notices,
+            unreachable: sealed.unreachable,
+            kas_link: Some(uploaded.link),
+        })
+    }
+
+    /// 1.5.3-3: deletes the mail data of a mail that did not reach the MTA. A
+    /// failure is logged; the KAS deletes the data at `expires` anyway.
+    pub async fn withdraw(&self, link: &str, account: &str, password: &str) {
+        let Some(kas) = &self.kas else { return };
+        match delete_mail_data(link, account, password, &kas.http).await {
+            Ok(()) => {
+                tracing::info!(%account, %link, "mail data deleted from the KAS: the mail was not sent")
+            }
+            Err(e) => {
+                tracing::warn!(%account, %link, "cannot delete the mail data of an unsent mail from the KAS (it expires there): {e}")
+            }
+        }
+    }
+}
+
+/// A_22341.
+fn kas_part_refusal() -> Refusal {
+    Refusal::new(
+        451,
+        "4.6.0",
+        "The mail carries a KIM attachment part (Content-Disposition: x-kas), which only the Clientmodul writes; remove it and send again",
+    )
+}
+
+fn has_keys(setup: &SoftwareSealing, account: &str) -> Result<(), Refusal> {
+    if setup.keys.account(account).is_none() {
+        return Err(Refusal::new(
+            451,
+            "4.7.0",
+            format!("No keys are configured for {account} (signing_pkcs12 and encryption_pkcs12 in its [[account]]); ask the administrator"),
+        ));
+    }
+    Ok(())
+}
+
+/// A_22341 over a spooled mail, read in chunks.
+async fn scan_for_kas_part(mail: &mut Spool) -> std::io::Result<bool> {
+    let mut reader = mail.reader().await?;
+    let mut scan = kas::KasPartScanner::default();
+    let mut buf = vec![0u8; SCAN_CHUNK];
+    loop {
+        let n = reader.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(scan.finish());
+        }
+        scan.feed(&buf[..n]);
     }
 }
 
@@ -257,16 +489,29 @@ pub fn expires(now: OffsetDateTime, data_time_to_live_days: i64) -> Option<Strin
         .ok()
 }
 
+/// Which X-KOM-LE-Version a mail goes out with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// A mail sealed whole.
+    Small,
+    /// A mail with a KIM-Attachment structure (A_19365-02: 1.5).
+    Kas,
+}
+
 /// The fields kim-cm writes into every outer mail besides the copied ones.
-pub fn outer_fields(expires: Option<&str>) -> wrap::OuterFields<'_> {
+pub fn outer_fields(expires: Option<&str>, version: Version) -> wrap::OuterFields<'_> {
     wrap::OuterFields {
-        kom_le_version: "1.0",
+        kom_le_version: match version {
+            Version::Small => "1.0",
+            Version::Kas => "1.5",
+        },
         cm_version: CM_VERSION,
         pt_version: PT_VERSION,
         expires,
     }
 }
 
+#[allow(clippy::too_many_arguments)] // moved whole into a blocking task
 fn seal_blocking(
     setup: &SoftwareSealing,
     mail: Vec<u8>,
@@ -275,10 +520,11 @@ fn seal_blocking(
     certs: &HashMap<String, Vec<X509>>,
     reporting: &str,
     data_time_to_live_days: i64,
+    version: Version,
 ) -> Result<SealedWithNotices, Refusal> {
     let now = OffsetDateTime::now_utc();
     let expires = expires(now, data_time_to_live_days);
-    let fields = outer_fields(expires.as_deref());
+    let fields = outer_fields(expires.as_deref(), version);
     let original_head = header::split(&mail).0.to_vec();
     let lookup = |a: &str| {
         certs
@@ -287,28 +533,8 @@ fn seal_blocking(
             .unwrap_or_default()
     };
     let sealer = SoftwareSealer { keys: &setup.keys };
-    let sealed =
-        seal::seal(mail, account, recipients, &lookup, &sealer, &fields).map_err(|e| match e {
-            // spec FAQ: 553 when the sender has no encryption certificate
-            SealRefusal::SenderNotEncryptable(a) => Refusal::new(
-                553,
-                "5.7.5",
-                format!("The sender {a} has no valid encryption certificate in the directory; the mail was not sent"),
-            ),
-            // KOM-LE-A_2025
-            SealRefusal::NoRecipientEncryptable(list) => Refusal::new(
-                451,
-                "4.7.5",
-                format!(
-                    "No recipient has a valid encryption certificate ({}); the mail was not sent",
-                    list.join(", ")
-                ),
-            ),
-            SealRefusal::Crypto(why) => {
-                tracing::error!(%account, "sealing failed: {why}");
-                Refusal::new(451, "4.7.5", format!("Sealing failed: {why}; the mail was not sent"))
-            }
-        })?;
+    let sealed = seal::seal(mail, account, recipients, &lookup, &sealer, &fields)
+        .map_err(|e| seal_refusal(e, account))?;
     let mut notices = Vec::new();
     if !sealed.unreachable.is_empty() {
         notices.push(dsn::not_encryptable(
@@ -320,6 +546,31 @@ fn seal_blocking(
         ));
     }
     Ok((sealed, notices))
+}
+
+/// The client's reply when a mail cannot be sealed.
+fn seal_refusal(e: SealRefusal, account: &str) -> Refusal {
+    match e {
+        // spec FAQ: 553 when the sender has no encryption certificate
+        SealRefusal::SenderNotEncryptable(a) => Refusal::new(
+            553,
+            "5.7.5",
+            format!("The sender {a} has no valid encryption certificate in the directory; the mail was not sent"),
+        ),
+        // KOM-LE-A_2025
+        SealRefusal::NoRecipientEncryptable(list) => Refusal::new(
+            451,
+            "4.7.5",
+            format!(
+                "No recipient has a valid encryption certificate ({}); the mail was not sent",
+                list.join(", ")
+            ),
+        ),
+        SealRefusal::Crypto(why) => {
+            tracing::error!(%account, "sealing failed: {why}");
+            Refusal::new(451, "4.7.5", format!("Sealing failed: {why}; the mail was not sent"))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,9 @@ use zeroize::Zeroizing;
 
 use crate::config::Config;
 use crate::kim::login::{LoginName, Protocol, Server};
-use crate::kim::send::{SendPipeline, DEFAULT_DATA_TIME_TO_LIVE_DAYS};
+use crate::kim::send::{
+    Outgoing, SendPipeline, Submission, DEFAULT_DATA_TIME_TO_LIVE_DAYS, KAS_THRESHOLD,
+};
 use crate::limits::Limits;
 use crate::smtp::auth::Credentials;
 use crate::smtp::client::{ClientError, ClientSettings, SmtpClient, UpstreamEnvelope};
@@ -254,6 +256,7 @@ impl Backend for SmtpProxy {
         let size_in = mail.len();
         // A_22416: the account's limits for every send; A_19355-01: too large, 552
         let mut ttl_days = DEFAULT_DATA_TIME_TO_LIVE_DAYS;
+        let mut kas_threshold = KAS_THRESHOLD;
         if let Some(limits) = &self.limits {
             match limits.get(&s.login.address, &s.password).await {
                 Ok(l) => {
@@ -268,6 +271,11 @@ impl Backend for SmtpProxy {
                         );
                     }
                     ttl_days = l.ttl_days();
+                    // AccountLimit 1.1.2 (readOnly, at most 15 MiB): the server's
+                    // threshold takes precedence
+                    if let Some(t) = l.kas_mail_size_threshold {
+                        kas_threshold = t.min(KAS_THRESHOLD);
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(user = %s.login.address, "mail refused for now: {e}");
@@ -275,23 +283,74 @@ impl Backend for SmtpProxy {
                 }
             }
         }
-        let mut out = match self
-            .pipeline
-            .run(
-                &s.login.address,
-                &env.mail_from,
-                &recipients,
-                mail,
-                ttl_days,
-            )
-            .await
-        {
+        let submission = Submission {
+            account: &s.login.address,
+            password: &s.password,
+            mail_from: &env.mail_from,
+            recipients: &recipients,
+            data_time_to_live_days: ttl_days,
+            kas_threshold,
+        };
+        let out = match self.pipeline.run(&submission, mail).await {
             Ok(o) => o,
             Err(r) => {
                 tracing::warn!(user = %s.login.address, code = r.code, "mail refused: {}", r.text);
+                if !r.notices.is_empty() {
+                    self.send_notices(s, &r.notices).await;
+                }
                 return Reply::new(r.code, format!("{} {}", r.status, r.text));
             }
         };
+        let kas_link = out.kas_link.clone();
+        let reply = self.relay(s, env, out, size_in).await;
+        // 1.5.3-3: mail data of a mail the MTA did not take are deleted from the KAS
+        if let (Some(link), false) = (kas_link, reply.code == 250) {
+            self.pipeline
+                .withdraw(&link, &s.login.address, &s.password)
+                .await;
+        }
+        reply
+    }
+
+    async fn close(&self, s: ProxySession) {
+        if let Some(c) = s.upstream {
+            c.quit().await;
+        }
+    }
+
+    fn describe(&self, s: &ProxySession) -> String {
+        s.login.address.clone()
+    }
+}
+
+impl SmtpProxy {
+    /// Sends notices for the sender of a mail that was refused (the 4002 DSN), over
+    /// the session's upstream connection or a fresh one.
+    async fn send_notices(&self, s: &mut ProxySession, notices: &[Vec<u8>]) {
+        if s.upstream.is_none() {
+            match self.connect(&s.server, &s.login.address, &s.password).await {
+                Ok(c) => s.upstream = Some(c),
+                Err(r) => {
+                    tracing::warn!(user = %s.login.address, "cannot send the delivery status notification: {}", r.text());
+                    return;
+                }
+            }
+        }
+        if let Some(client) = s.upstream.as_mut() {
+            for notice in notices {
+                send_notice(client, &s.login.address, notice).await;
+            }
+        }
+    }
+
+    /// The upstream transaction for a processed mail; the client's reply.
+    async fn relay(
+        &self,
+        s: &mut ProxySession,
+        env: &Envelope,
+        mut out: Outgoing,
+        size_in: u64,
+    ) -> Reply {
         let size = out.mail.len();
         let (user, server) = (s.login.address.clone(), s.server.clone());
         let rcpt = out.recipients.len();
@@ -337,15 +396,5 @@ impl Backend for SmtpProxy {
                 }
             }
         }
-    }
-
-    async fn close(&self, s: ProxySession) {
-        if let Some(c) = s.upstream {
-            c.quit().await;
-        }
-    }
-
-    fn describe(&self, s: &ProxySession) -> String {
-        s.login.address.clone()
     }
 }
