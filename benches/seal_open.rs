@@ -69,7 +69,7 @@ fn main() {
         trust: &trust,
     };
     let rcpt = vec!["b@x.de".to_string()];
-    let fields = send::outer_fields(None);
+    let fields = send::outer_fields(None, send::Version::Small);
     let seal_one = |m: Vec<u8>| {
         seal::seal(m, "a@x.de", &rcpt, &certs, &sealer, &fields)
             .unwrap()

@@ -64,7 +64,7 @@ impl World {
             &["b@x.de".into()],
             &certs,
             &sealer,
-            &send::outer_fields(None),
+            &send::outer_fields(None, send::Version::Small),
         )
         .unwrap()
         .mail
