@@ -14,6 +14,7 @@ use crate::kim::send::{KasService, Sealing, SendPipeline, SoftwareSealing};
 use crate::listener::ListenerSettings;
 use crate::net::{tls, TlsMode};
 use crate::proxy::pop3::{Opening, Pop3Proxy};
+use crate::proxy::restore::KasFetcher;
 use crate::proxy::smtp::SmtpProxy;
 use crate::spool::SpoolSettings;
 use crate::store::{Store, StoreError};
@@ -21,6 +22,8 @@ use crate::{pop3, smtp};
 
 /// The embedded state database in the data directory.
 pub const STATE_FILE: &str = "state.sqlite";
+/// The folder under the data directory where downloaded KAS blobs wait, encrypted.
+pub const KAS_CACHE_DIR: &str = "kas-cache";
 
 /// Why the proxy could not start; the message names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +176,13 @@ pub async fn start(cfg: Arc<Config>) -> Result<Running, StartError> {
         path: spool.dir.display().to_string(),
         source,
     })?;
+    // every HTTPS service of the Fachdienst (AccountLimit, KAS): verified TLS, with
+    // the client certificate when one is configured (A_19362, A_19368)
+    let http = crate::http::client::HttpSettings {
+        connector: connector.clone(),
+        connect_timeout: cfg.proxy.connect_timeout(),
+        timeout: cfg.proxy.upstream_timeout(),
+    };
     let (sealing, opening) = match crypto(&cfg)? {
         None => {
             tracing::warn!("allow_unsealed_for_testing: mails go to the Fachdienst unsigned and unencrypted; never use this in the TI");
@@ -180,6 +190,14 @@ pub async fn start(cfg: Arc<Config>) -> Result<Running, StartError> {
         }
         Some(c) => {
             let store = Arc::new(Store::open(&cfg.proxy.data_dir.join(STATE_FILE))?);
+            let cache = cfg.proxy.data_dir.join(KAS_CACHE_DIR);
+            let kas_fetcher =
+                KasFetcher::new(http.clone(), cache.clone(), spool.clone()).map_err(|source| {
+                    StartError::File {
+                        path: cache.display().to_string(),
+                        source,
+                    }
+                })?;
             for a in cfg
                 .account
                 .iter()
@@ -196,16 +214,10 @@ pub async fn start(cfg: Arc<Config>) -> Result<Running, StartError> {
                     keys: c.keys,
                     trust: c.trust,
                     store,
+                    kas: Arc::new(kas_fetcher),
                 },
             )
         }
-    };
-    // every HTTPS service of the Fachdienst (AccountLimit, KAS): verified TLS, with
-    // the client certificate when one is configured (A_19362, A_19368)
-    let http = crate::http::client::HttpSettings {
-        connector: connector.clone(),
-        connect_timeout: cfg.proxy.connect_timeout(),
-        timeout: cfg.proxy.upstream_timeout(),
     };
     let mut running = Running {
         smtp: Vec::new(),

@@ -4,6 +4,7 @@
 //! between the two sides.
 
 pub mod pop3;
+pub mod restore;
 pub mod smtp;
 
 use crate::config::Config;

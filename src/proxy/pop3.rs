@@ -28,8 +28,10 @@ use crate::crypto::opener::SoftwareOpener;
 use crate::crypto::software::SoftwareKeys;
 use crate::kim::login::{LoginName, Protocol, Server};
 use crate::kim::receive;
+use crate::kim::restore::KasPending;
 use crate::pop3::client::{resp_code, ClientError, ClientSettings, Pop3Client};
 use crate::pop3::server::{Backend, ClientInfo, LoginRefused, Mailbox, MailboxError};
+use crate::proxy::restore::KasFetcher;
 use crate::spool::{Spool, SpoolSettings};
 use crate::store::{OpenResult, Store};
 
@@ -55,6 +57,8 @@ pub enum Opening {
         keys: Arc<SoftwareKeys>,
         trust: Arc<X509Store>,
         store: Arc<Store>,
+        /// Mails with a KIM-Attachment structure are restored through it.
+        kas: Arc<KasFetcher>,
     },
 }
 
@@ -77,6 +81,12 @@ pub struct ProxyMailbox {
     uidls: Option<HashMap<usize, String>>,
     /// Opened mails not yet retrieved, within [`SESSION_CACHE_BYTES`].
     opened: HashMap<usize, Vec<u8>>,
+    /// A_23512: whether the account takes large mails.
+    large_mails: bool,
+    /// KAS blobs cached for messages of this session, removed when the client
+    /// deletes the message and says QUIT.
+    kas_cached: HashMap<usize, std::path::PathBuf>,
+    deleted: std::collections::HashSet<usize>,
 }
 
 impl Pop3Proxy {
@@ -151,6 +161,10 @@ impl Backend for Pop3Proxy {
                 tracing::warn!(%server, "cannot reach the Fachdienst POP3 server: {e}");
                 connect_refusal(&server, &e)
             })?;
+        let large_mails = self
+            .config
+            .account(&login.address)
+            .is_none_or(|a| a.receive_large_mails);
         // KOM-LE-A_2034: upstream the login is the KIM address alone
         match upstream.login(&login.address, password).await {
             Ok(()) => {
@@ -163,6 +177,9 @@ impl Backend for Pop3Proxy {
                     opening: self.opening.clone(),
                     uidls: None,
                     opened: HashMap::new(),
+                    large_mails,
+                    kas_cached: HashMap::new(),
+                    deleted: Default::default(),
                 })
             }
             Err(ClientError::Rejected(text)) => {
@@ -226,7 +243,13 @@ impl ProxyMailbox {
         let mut spool = Spool::new(&self.spool);
         let r = self.upstream.retr_into(n, &mut spool).await;
         r.map_err(|e| self.error(e))?;
-        let Opening::Software { keys, trust, store } = self.opening.clone() else {
+        let Opening::Software {
+            keys,
+            trust,
+            store,
+            kas,
+        } = self.opening.clone()
+        else {
             return Ok(spool);
         };
         // A_21390: only a mail with X-KOM-LE-Version is opened; others pass unchanged
@@ -266,6 +289,9 @@ impl ProxyMailbox {
             tracing::error!("opening task failed: {e}");
             MailboxError::Refused("[SYS/TEMP] local error while opening the message, try again".into())
         })?;
+        if let Some(pending) = opened.kas {
+            return Ok(self.restore(n, &store, &kas, &pending).await);
+        }
         if !opened.decryption.is_empty() {
             tracing::info!(
                 user = %self.login.address,
@@ -282,6 +308,42 @@ impl ProxyMailbox {
         };
         self.remember(&store, n, &result).await;
         Ok(Spool::from_bytes(opened.mail, &self.spool))
+    }
+
+    /// Message `n` opened to a KIM-Attachment structure: the restored mail or the
+    /// error mail.
+    async fn restore(
+        &mut self,
+        n: usize,
+        store: &Store,
+        kas: &KasFetcher,
+        pending: &KasPending,
+    ) -> Spool {
+        let address = self.login.address.clone();
+        let r = kas.restore(pending, &address, self.large_mails).await;
+        tracing::info!(
+            user = %address,
+            n,
+            size = r.mail.len(),
+            error = r.error.unwrap_or("none"),
+            "KIM mail with KAS data opened"
+        );
+        if let Some(path) = r.cached {
+            self.kas_cached.insert(n, path);
+        }
+        // a download that may work later is tried again at the next LIST or RETR
+        if !r.transient {
+            let result = OpenResult {
+                size: r.mail.len(),
+                decryption: "00".into(),
+                integrity: match r.error {
+                    Some(code) => format!("01 {code}"),
+                    None => "01".into(),
+                },
+            };
+            self.remember(store, n, &result).await;
+        }
+        r.mail
     }
 
     /// Keeps the outcome of opening message `n` (point 10: the same RETR yields the
@@ -398,12 +460,16 @@ impl Mailbox for ProxyMailbox {
     async fn dele(&mut self, n: usize) -> Result<(), MailboxError> {
         self.opened.remove(&n);
         let r = self.upstream.dele(n).await;
-        r.map_err(|e| self.error(e))
+        r.map_err(|e| self.error(e))?;
+        self.deleted.insert(n);
+        Ok(())
     }
 
     async fn rset(&mut self) -> Result<(), MailboxError> {
         let r = self.upstream.rset().await;
-        r.map_err(|e| self.error(e))
+        r.map_err(|e| self.error(e))?;
+        self.deleted.clear();
+        Ok(())
     }
 
     async fn noop(&mut self) -> Result<(), MailboxError> {
@@ -417,9 +483,18 @@ impl Mailbox for ProxyMailbox {
             login,
             server,
             upstream,
+            kas_cached,
+            deleted,
             ..
         } = self;
-        upstream.quit().await.map_err(|e| match e {
+        let r = upstream.quit().await;
+        if r.is_ok() {
+            // the Fachdienst deleted them: their KAS data are of no more use here
+            for path in deleted.iter().filter_map(|n| kas_cached.get(n)) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        r.map_err(|e| match e {
             ClientError::Rejected(text) => MailboxError::Refused(text),
             e => {
                 tracing::warn!(user = %login.address, %server, "QUIT at the Fachdienst failed: {e}");

@@ -148,13 +148,16 @@ pub fn sandbox_config(data_dir: &Path, ports: Ports, fd: &Fachdienst, pki: &Test
          [[smtp_listener]]\naddress = \"127.0.0.1:{ps}\"\ntls = \"plain\"\n\n\
          [[pop3_listener]]\naddress = \"127.0.0.1:{pp}\"\ntls = \"plain\"\n\n\
          [upstream]\nca_file = \"{ca}\"\nsmtp_tls = \"implicit\"\npop3_tls = \"implicit\"\n\
-         account_limit_url = \"{limits}\"\n\n\
+         account_limit_url = \"{limits}\"\n\
+         # client mails over 15 MiB go to the KIM Attachment Service\n\
+         kas_url = \"{kas}\"\n\n\
          # recipients' encryption certificates, and the CA signatures must chain to\n\
          [directory]\nfolder = \"{directory}\"\n\n[trust]\nca_file = \"{trust}\"\n",
         dir = data_dir.display(),
         ca = fd.tls.ca_cert.display(),
         directory = pki.directory.display(),
         limits = crate::testbed::limits::base_url(fd.limits),
+        kas = crate::testbed::kas::base_url(fd.kas),
         trust = pki.ca_cert.display(),
         ps = ports.proxy_smtp,
         pp = ports.proxy_pop3,
