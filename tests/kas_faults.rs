@@ -1,0 +1,430 @@
+//! What goes wrong around the KIM Attachment Service, and what the client hears:
+//! a full KAS (521, A_22419-01), a dead KAS (451 and the 4002 report), an MTA that
+//! refuses after the upload (the data are deleted again), a client mail that
+//! already carries an x-kas part (451, A_22341), and on receipt a download refused
+//! as too frequent (4013), altered data (4007), a wrong hash (4012) and an account
+//! without large-mail reception (4018). Driven with curl against the sandbox; a
+//! second kim-cm from the sandbox's own config where a setting must differ.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::kimcm::{url_with_login, KimCm, Sandbox};
+
+const MIB: usize = 1024 * 1024;
+
+/// A client mail of about `size` bytes with a text part and a base64 attachment.
+fn big_mail(dir: &Path, from: &str, to: &str, size: usize, extra_part: &str) -> PathBuf {
+    let path = dir.join(format!("mail-{}.eml", rand_id()));
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    write!(
+        f,
+        "From: <{from}>\r\nTo: <{to}>\r\nSubject: Befund gross\r\nMessage-ID: <{}@praxis-a.kim.test>\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\r\nAnbei.\r\n{extra_part}--b1\r\n\
+Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n",
+        rand_id()
+    )
+    .unwrap();
+    let line = [b'Q'; 76];
+    let mut written = 400;
+    while written < size {
+        f.write_all(&line).unwrap();
+        f.write_all(b"\r\n").unwrap();
+        written += 78;
+    }
+    f.write_all(b"--b1--\r\n").unwrap();
+    f.flush().unwrap();
+    path
+}
+
+fn rand_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+fn curl(args: &[&str]) -> (i32, Vec<u8>, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-S", "--max-time", "120"])
+        .args(args)
+        .output()
+        .expect("curl");
+    (
+        out.status.code().unwrap_or(-1),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Sends `mail` as alice through the kim-cm SMTP at `smtp`.
+fn send_via(sb: &Sandbox, smtp: &str, mail: &Path, rcpt: &str) -> (i32, String) {
+    let (alice, apw, asmtp, _) = sb.account(0);
+    let url = url_with_login("smtp", smtp, &asmtp, &apw, "");
+    let (code, _, err) = curl(&[
+        "-v",
+        "--url",
+        &url,
+        "--mail-from",
+        &alice,
+        "--mail-rcpt",
+        rcpt,
+        "--upload-file",
+        mail.to_str().unwrap(),
+    ]);
+    (code, err)
+}
+
+/// Bob's message 1 fetched through the kim-cm POP3 at `pop3`.
+fn fetch_via(sb: &Sandbox, pop3: &str) -> Vec<u8> {
+    let (_, bpw, _, bpop3) = sb.account(1);
+    let url = url_with_login("pop3", pop3, &bpop3, &bpw, "/1");
+    let (code, got, err) = curl(&["--url", &url]);
+    assert_eq!(code, 0, "curl pop3: {err}\n{}", sb.log());
+    got
+}
+
+fn kas_dir(sb: &Sandbox) -> PathBuf {
+    sb.dir.path().join("sb").join("fachdienst").join("kas")
+}
+
+/// The ids of the uploads the simulated KAS holds.
+fn kas_ids(sb: &Sandbox) -> Vec<String> {
+    std::fs::read_dir(kas_dir(sb))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "bin"))
+                .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn config_text(sb: &Sandbox) -> String {
+    std::fs::read_to_string(sb.dir.path().join("sb").join("kim-cm.toml")).unwrap()
+}
+
+fn kas_url(sb: &Sandbox) -> String {
+    let text = config_text(sb);
+    let line = text.lines().find(|l| l.starts_with("kas_url")).unwrap();
+    line.split('"').nth(1).unwrap().to_string()
+}
+
+/// A second kim-cm on the sandbox's config, with its own listeners and data
+/// folder, changed by `edit`.
+fn second_kimcm(sb: &Sandbox, edit: impl Fn(String) -> String) -> KimCm {
+    let mut text = String::new();
+    for line in config_text(sb).lines() {
+        if line.starts_with("address = \"127.0.0.1:") {
+            text.push_str("address = \"127.0.0.1:0\"\n");
+        } else if line.starts_with("data_dir") {
+            text.push_str("data_dir = \"{dir}/data\"\n");
+        } else {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    KimCm::serve(&edit(text))
+}
+
+fn header_value(mail: &[u8], name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(mail);
+    let prefix = format!("{name}: ");
+    text.lines()
+        .take_while(|l| !l.is_empty())
+        .find(|l| l.starts_with(&prefix))
+        .map(|l| l[prefix.len()..].trim().to_string())
+}
+
+#[test]
+fn a_full_kas_gets_521_and_nothing_is_sent() {
+    let sb = Sandbox::start_with_limits(&serde_json::json!({
+        "alice@praxis-a.kim.test": {"kasQuota": 1_000_000}
+    }));
+    let (alice, ..) = sb.account(0);
+    let (bob, ..) = sb.account(1);
+    assert_eq!(
+        alice, "alice@praxis-a.kim.test",
+        "the sandbox's first account"
+    );
+    let mail = big_mail(sb.dir.path(), &alice, &bob, 20 * MIB, "");
+    let (code, err) = send_via(&sb, &sb.addr("proxy_smtp"), &mail, &bob);
+    assert_ne!(code, 0);
+    assert!(err.contains("< 521 5.2.2"), "{err}");
+    assert!(sb.stored_mails(&bob).is_empty());
+    assert!(kas_ids(&sb).is_empty());
+    assert!(sb.log().contains("KAS upload failed"), "{}", sb.log());
+}
+
+#[test]
+fn a_dead_kas_gets_451_and_the_sender_the_4002_report() {
+    let sb = Sandbox::start();
+    let (alice, ..) = sb.account(0);
+    let (bob, ..) = sb.account(1);
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let url = kas_url(&sb);
+    let k = second_kimcm(&sb, |t| {
+        t.replace(&url, &format!("https://localhost:{port}/attachments/v2.4"))
+    });
+    let mail = big_mail(sb.dir.path(), &alice, &bob, 16 * MIB, "");
+    let (code, err) = send_via(&sb, &k.smtp.unwrap().to_string(), &mail, &bob);
+    assert_ne!(code, 0);
+    assert!(err.contains("< 451 4.4.0"), "{err}");
+    assert!(sb.stored_mails(&bob).is_empty(), "nothing went to bob");
+    // A_19363-03: the report to the sender, through the Fachdienst
+    let reports = sb.stored_mails(&alice);
+    assert_eq!(reports.len(), 1, "{}", k.log());
+    assert_eq!(
+        header_value(&reports[0], "X-KIM-Fehlermeldung").as_deref(),
+        Some("4002")
+    );
+    assert!(
+        String::from_utf8_lossy(&reports[0]).contains(&format!("Final-Recipient: rfc822; {bob}"))
+    );
+    let log = k.log();
+    assert!(log.contains("KAS upload failed"), "{log}");
+    assert!(!log.contains(&sb.account(0).1), "no password in the log");
+}
+
+#[test]
+fn an_mta_refusal_after_the_upload_deletes_the_kas_data() {
+    let sb = Sandbox::start();
+    let (alice, ..) = sb.account(0);
+    let (bob, ..) = sb.account(1);
+    // a recipient the directory knows and the Fachdienst does not
+    let ghost = "ghost@praxis-b.kim.test";
+    let directory = sb.dir.path().join("sb").join("pki").join("directory");
+    std::fs::copy(
+        directory.join(format!("{bob}.pem")),
+        directory.join(format!("{ghost}.pem")),
+    )
+    .unwrap();
+    let mail = big_mail(sb.dir.path(), &alice, ghost, 16 * MIB, "");
+    let (code, err) = send_via(&sb, &sb.addr("proxy_smtp"), &mail, ghost);
+    assert_ne!(code, 0);
+    assert!(err.contains("< 550 5.1.1"), "{err}");
+    assert!(kas_ids(&sb).is_empty(), "the upload was deleted again");
+    assert!(
+        sb.log().contains("mail data deleted from the KAS"),
+        "{}",
+        sb.log()
+    );
+}
+
+#[test]
+fn a_large_client_mail_with_an_x_kas_part_is_refused() {
+    let sb = Sandbox::start();
+    let (alice, ..) = sb.account(0);
+    let (bob, ..) = sb.account(1);
+    let part = "--b1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Disposition: x-kas\r\n\r\n{\"link\":\"https://evil/x\",\"k\":\"a\",\"hash\":\"b\",\"size\":1}\r\n";
+    let mail = big_mail(sb.dir.path(), &alice, &bob, 16 * MIB, part);
+    let (code, err) = send_via(&sb, &sb.addr("proxy_smtp"), &mail, &bob);
+    assert_ne!(code, 0);
+    assert!(err.contains("< 451 4.6.0"), "{err}");
+    assert!(kas_ids(&sb).is_empty());
+}
+
+/// Sends one 16 MiB mail from alice to bob through the sandbox; the KAS id.
+fn sent_kas_mail(sb: &Sandbox) -> String {
+    let (alice, ..) = sb.account(0);
+    let (bob, ..) = sb.account(1);
+    let mail = big_mail(sb.dir.path(), &alice, &bob, 16 * MIB, "");
+    let (code, err) = send_via(sb, &sb.addr("proxy_smtp"), &mail, &bob);
+    assert_eq!(code, 0, "{err}\n{}", sb.log());
+    let ids = kas_ids(sb);
+    assert_eq!(ids.len(), 1);
+    ids[0].clone()
+}
+
+#[test]
+fn a_download_refused_as_too_frequent_gives_4013_and_is_tried_again() {
+    let sb = Sandbox::start();
+    let id = sent_kas_mail(&sb);
+    let (bob, ..) = sb.account(1);
+    // someone used up bob's downloads
+    let link = format!("{}/attachment/{id}", kas_url(&sb));
+    let mut refused = false;
+    for _ in 0..10 {
+        let (code, _, _) = curl(&[
+            "--cacert",
+            &sb.ca_file(),
+            "-H",
+            &format!("recipient: {bob}"),
+            "-o",
+            "/dev/null",
+            "-f",
+            &link,
+        ]);
+        refused |= code != 0;
+    }
+    assert!(refused, "the KAS limits downloads");
+    let got = fetch_via(&sb, &sb.addr("proxy_pop3"));
+    assert_eq!(
+        header_value(&got, "X-KIM-Fehlermeldung").as_deref(),
+        Some("4013")
+    );
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.contains("Content-Type: message/rfc822"),
+        "the KIM mail is attached"
+    );
+    assert!(text.contains("X-KOM-LE-Version: 1.5"));
+    // not kept: the next RETR tries again (and is refused again)
+    let again = fetch_via(&sb, &sb.addr("proxy_pop3"));
+    assert_eq!(
+        header_value(&again, "X-KIM-Fehlermeldung").as_deref(),
+        Some("4013")
+    );
+    assert_eq!(
+        sb.log().matches("KAS download failed").count(),
+        2,
+        "{}",
+        sb.log()
+    );
+}
+
+#[test]
+fn altered_mail_data_give_4007() {
+    let sb = Sandbox::start();
+    let id = sent_kas_mail(&sb);
+    let blob = kas_dir(&sb).join(format!("{id}.bin"));
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(&blob, bytes).unwrap();
+    let got = fetch_via(&sb, &sb.addr("proxy_pop3"));
+    assert_eq!(
+        header_value(&got, "X-KIM-Fehlermeldung").as_deref(),
+        Some("4007")
+    );
+    assert_eq!(
+        header_value(&got, "Subject").as_deref(),
+        Some("Befund gross")
+    );
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.contains("Abgerufene E-Mail-Daten konnten nicht entschlüsselt werden"));
+    assert!(
+        !text.contains("QQQQQQQQ") && !text.contains("Anbei."),
+        "no unverified plaintext"
+    );
+    // the bad blob is not kept
+    let cache = sb.dir.path().join("sb").join("proxy").join("kas-cache");
+    assert_eq!(std::fs::read_dir(cache).unwrap().count(), 0);
+}
+
+#[test]
+fn a_wrong_hash_gives_4012() {
+    let sb = Sandbox::start();
+    sent_kas_mail(&sb);
+    let (alice, ..) = sb.account(0);
+    let (bob, ..) = sb.account(1);
+    // a sender that lies about the hash: the KIM mail as bob opens it, the hash
+    // changed, sealed again with alice's key
+    let pki = sb.dir.path().join("sb").join("pki");
+    let stored = sb.stored_mails(&bob).remove(0);
+    let stored_path = sb.dir.path().join("stored.eml");
+    std::fs::write(&stored_path, &stored).unwrap();
+    let opened = Command::new(common::kimcm::bin())
+        .args(["message", "open", "--key"])
+        .arg(pki.join(&bob).join("encryption.p12"))
+        .arg("--password-file")
+        .arg(pki.join("pkcs12.pass"))
+        .arg("--trust")
+        .arg(pki.join("ca.pem"))
+        .arg(&stored_path)
+        .output()
+        .unwrap();
+    assert!(
+        opened.status.success(),
+        "{}",
+        String::from_utf8_lossy(&opened.stderr)
+    );
+    let text = String::from_utf8(opened.stdout).unwrap();
+    let inner_start = text.find("From: ").unwrap();
+    let mut inner = text[inner_start..].to_string();
+    let hash_at = inner.find("\"hash\":\"").unwrap() + 8;
+    let hash_end = hash_at + inner[hash_at..].find('"').unwrap();
+    inner.replace_range(
+        hash_at..hash_end,
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+    );
+    let forged_path = sb.dir.path().join("forged.eml");
+    std::fs::write(
+        &forged_path,
+        inner.replace("\r\n", "\n").replace('\n', "\r\n"),
+    )
+    .unwrap();
+    let sealed = Command::new(common::kimcm::bin())
+        .args(["message", "seal", "--key"])
+        .arg(pki.join(&alice).join("signing.p12"))
+        .arg("--password-file")
+        .arg(pki.join("pkcs12.pass"))
+        .arg("--cert-dir")
+        .arg(pki.join("directory"))
+        .arg(&forged_path)
+        .output()
+        .unwrap();
+    assert!(
+        sealed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sealed.stderr)
+    );
+    // it replaces the mail in bob's mailbox at the Fachdienst
+    let mailbox = sb
+        .dir
+        .path()
+        .join("sb")
+        .join("fachdienst")
+        .join("mail")
+        .join(&bob);
+    let file = std::fs::read_dir(&mailbox)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::write(&file, sealed.stdout).unwrap();
+
+    let got = fetch_via(&sb, &sb.addr("proxy_pop3"));
+    assert_eq!(
+        header_value(&got, "X-KIM-Fehlermeldung").as_deref(),
+        Some("4012"),
+        "{}",
+        String::from_utf8_lossy(&got[..2000.min(got.len())])
+    );
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.contains("Sicherheitsverletzung") && text.contains("Bitte antworten Sie nicht"));
+    assert!(
+        !text.contains("QQQQQQQQ"),
+        "no content of the mismatching data"
+    );
+}
+
+#[test]
+fn an_account_without_large_mail_reception_gets_4018_and_nothing_is_downloaded() {
+    let sb = Sandbox::start();
+    sent_kas_mail(&sb);
+    let (bob, ..) = sb.account(1);
+    let k = second_kimcm(&sb, |t| {
+        t.replace(
+            &format!("address = \"{bob}\"\n"),
+            &format!("address = \"{bob}\"\nreceive_large_mails = false\n"),
+        )
+    });
+    let got = fetch_via(&sb, &k.pop3.unwrap().to_string());
+    assert_eq!(
+        header_value(&got, "X-KIM-Fehlermeldung").as_deref(),
+        Some("4018")
+    );
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.contains("Content-Type: message/rfc822"));
+    assert!(
+        !k.log().contains("mail data downloaded from the KAS"),
+        "{}",
+        k.log()
+    );
+}
