@@ -127,6 +127,15 @@ fn round_trip(size: usize) {
     assert!(sealed.contains("\r\nX-KIM-KAS-Size: "), "{sealed}");
     assert!(!sealed.contains("MRT-Serie"));
     assert_eq!(kas_files(&sb), 1);
+    // A_19385-02: the KAS deletes the data after alice's dataTimeToLive (30 days
+    // in the sandbox); bob and alice may download
+    let log = sb.log();
+    let upload = log
+        .lines()
+        .find(|l| l.contains("testbed KAS: upload stored"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(upload.contains("expires_in_days=30"), "{upload}");
+    assert!(upload.contains(&format!("recipients={bob},{alice}")), "{upload}");
 
     let got_path = sb.dir.path().join("got.eml");
     let (code, err) = fetch(&sb, &got_path);

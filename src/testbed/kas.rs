@@ -172,6 +172,13 @@ impl Kas {
         };
         match result {
             Ok(meta) => {
+                tracing::info!(
+                    sender = %meta.sender,
+                    recipients = %meta.recipients.join(","),
+                    size = meta.size,
+                    expires_in_days = (meta.expires - now() + 43_200) / 86_400,
+                    "testbed KAS: upload stored"
+                );
                 self.meta().insert(id.clone(), meta);
                 let base = self.base_url.lock().map(|u| u.clone()).unwrap_or_default();
                 let link = format!("{base}{BASE_PATH}/attachment/{id}");
