@@ -316,14 +316,12 @@ fn altered_mail_data_give_4007() {
     assert_eq!(std::fs::read_dir(cache).unwrap().count(), 0);
 }
 
-#[test]
-fn a_wrong_hash_gives_4012() {
-    let sb = Sandbox::start();
-    sent_kas_mail(&sb);
+/// Replaces bob's stored KIM mail by one from a sender that lies in its
+/// KIM-Attachment structure: the mail as bob opens it, `forge` applied to its
+/// text, sealed again with alice's key.
+fn forge_stored(sb: &Sandbox, forge: impl Fn(&mut String)) {
     let (alice, ..) = sb.account(0);
     let (bob, ..) = sb.account(1);
-    // a sender that lies about the hash: the KIM mail as bob opens it, the hash
-    // changed, sealed again with alice's key
     let pki = sb.dir.path().join("sb").join("pki");
     let stored = sb.stored_mails(&bob).remove(0);
     let stored_path = sb.dir.path().join("stored.eml");
@@ -346,12 +344,7 @@ fn a_wrong_hash_gives_4012() {
     let text = String::from_utf8(opened.stdout).unwrap();
     let inner_start = text.find("From: ").unwrap();
     let mut inner = text[inner_start..].to_string();
-    let hash_at = inner.find("\"hash\":\"").unwrap() + 8;
-    let hash_end = hash_at + inner[hash_at..].find('"').unwrap();
-    inner.replace_range(
-        hash_at..hash_end,
-        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
-    );
+    forge(&mut inner);
     let forged_path = sb.dir.path().join("forged.eml");
     std::fs::write(
         &forged_path,
@@ -388,7 +381,27 @@ fn a_wrong_hash_gives_4012() {
         .unwrap()
         .path();
     std::fs::write(&file, sealed.stdout).unwrap();
+}
 
+/// Replaces the value of `"field":` in the JSON structure of `inner`.
+fn replace_json(inner: &mut String, field: &str, value: &str) {
+    let key = format!("\"{field}\":");
+    let at = inner.find(&key).unwrap() + key.len();
+    let end = at + inner[at..].find([',', '}']).unwrap();
+    inner.replace_range(at..end, value);
+}
+
+#[test]
+fn a_wrong_hash_gives_4012() {
+    let sb = Sandbox::start();
+    sent_kas_mail(&sb);
+    forge_stored(&sb, |inner| {
+        replace_json(
+            inner,
+            "hash",
+            "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"",
+        )
+    });
     let got = fetch_via(&sb, &sb.addr("proxy_pop3"));
     assert_eq!(
         header_value(&got, "X-KIM-Fehlermeldung").as_deref(),
@@ -401,6 +414,30 @@ fn a_wrong_hash_gives_4012() {
     assert!(
         !text.contains("QQQQQQQQ"),
         "no content of the mismatching data"
+    );
+}
+
+#[test]
+fn more_data_than_announced_are_not_downloaded() {
+    let sb = Sandbox::start();
+    sent_kas_mail(&sb);
+    forge_stored(&sb, |inner| replace_json(inner, "size", "1000"));
+    let got = fetch_via(&sb, &sb.addr("proxy_pop3"));
+    assert_eq!(
+        header_value(&got, "X-KIM-Fehlermeldung").as_deref(),
+        Some("4006")
+    );
+    assert!(
+        sb.log()
+            .contains("the KAS sent more than the announced 1028 bytes"),
+        "{}",
+        sb.log()
+    );
+    let cache = sb.dir.path().join("sb").join("proxy").join("kas-cache");
+    assert_eq!(
+        std::fs::read_dir(cache).unwrap().count(),
+        0,
+        "no partial file left"
     );
 }
 

@@ -300,12 +300,15 @@ pub async fn read_mail_data(
 }
 
 /// `readMailData` into the file `dest`, still encrypted: written under a temporary
-/// name and renamed when complete, so `dest` is whole or absent. Returns its size.
+/// name and renamed when complete, so `dest` is whole or absent. More than `max`
+/// bytes are refused (the size the KIM-Attachment structure announced). Returns
+/// the size.
 pub async fn download_mail_data(
     link: &str,
     recipient: &str,
     s: &HttpSettings,
     dest: &Path,
+    max: u64,
 ) -> Result<u64, KasReadError> {
     let (mut body, driver, url) = get_link(link, recipient, s).await?;
     let local = |e: std::io::Error| KasReadError::Local(format!("{}: {e}", dest.display()));
@@ -317,8 +320,13 @@ pub async fn download_mail_data(
             let frame = frame
                 .map_err(|e| KasReadError::Unavailable(format!("{url}: reading the data: {e}")))?;
             if let Ok(data) = frame.into_data() {
-                file.write_all(&data).await.map_err(local)?;
                 n += data.len() as u64;
+                if n > max {
+                    return Err(KasReadError::Unavailable(format!(
+                        "{url}: the KAS sent more than the announced {max} bytes"
+                    )));
+                }
+                file.write_all(&data).await.map_err(local)?;
             }
         }
         file.flush().await.map_err(local)?;

@@ -24,6 +24,9 @@ use crate::spool::{Spool, SpoolSettings};
 
 /// A cached blob older than this is removed (dataTimeToLive is at most 365 days).
 pub const CACHE_MAX_AGE: Duration = Duration::from_secs(366 * 24 * 3600);
+/// The most mail data kim-cm downloads for one mail, whatever the structure says
+/// (maxMailSize is at least 700 MiB; no provider offers more than 1 GiB).
+pub const MAX_MAIL_DATA: u64 = 2 * 1024 * 1024 * 1024;
 /// How much of the restored mail is read to put the notes into its first text part.
 const NOTE_WINDOW: usize = 4 * 1024 * 1024;
 
@@ -94,7 +97,8 @@ impl KasFetcher {
         let path = self.cache_path(address, &a.link);
         if !path.exists() {
             // A_19370-04, A_22412-01
-            match download_mail_data(&a.link, address, &self.http, &path).await {
+            let max = crate::crypto::kas_blob::sealed_len(a.size.min(MAX_MAIL_DATA));
+            match download_mail_data(&a.link, address, &self.http, &path, max).await {
                 Ok(n) => {
                     tracing::info!(user = %address, bytes = n, "mail data downloaded from the KAS")
                 }
