@@ -135,7 +135,10 @@ fn round_trip(size: usize) {
         .find(|l| l.contains("testbed KAS: upload stored"))
         .unwrap_or_else(|| panic!("{log}"));
     assert!(upload.contains("expires_in_days=30"), "{upload}");
-    assert!(upload.contains(&format!("recipients={bob},{alice}")), "{upload}");
+    assert!(
+        upload.contains(&format!("recipients={bob},{alice}")),
+        "{upload}"
+    );
 
     let got_path = sb.dir.path().join("got.eml");
     let (code, err) = fetch(&sb, &got_path);
