@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::kimcm::{strip_trace_headers, url_with_login, Sandbox};
+use common::kimcm::{python, strip_trace_headers, url_with_login, Sandbox};
 
 const MIB: usize = 1024 * 1024;
 
@@ -140,10 +140,34 @@ fn round_trip(size: usize) {
         "{upload}"
     );
 
+    // as a mail client fetches: LIST, then RETR (Python's poplib)
     let got_path = sb.dir.path().join("got.eml");
-    let (code, err) = fetch(&sb, &got_path);
-    assert_eq!(code, 0, "curl pop3: {err}\n{}", sb.log());
+    let (ok, out, err) = python(
+        "import poplib, sys\n\
+host, port = sys.argv[1].rsplit(':', 1)\n\
+p = poplib.POP3(host, int(port), timeout=600)\n\
+p.user(sys.argv[2]); p.pass_(sys.argv[3])\n\
+_, listing, _ = p.list()\n\
+_, lines, _ = p.retr(1)\n\
+open(sys.argv[4], 'wb').write(b'\\r\\n'.join(lines) + b'\\r\\n')\n\
+p.quit()\n\
+print(listing[0].decode())\n",
+        &[
+            &sb.addr("proxy_pop3"),
+            &bpop3,
+            &bpw,
+            got_path.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "poplib: {err}\n{}", sb.log());
     let got = std::fs::read(&got_path).unwrap();
+    assert_eq!(
+        out.trim(),
+        format!("1 {}", got.len()),
+        "LIST gave the size RETR sent"
+    );
+    // LIST opened and restored it, RETR sent what LIST had opened
+    assert_eq!(sb.log().matches("KIM mail with KAS data opened").count(), 1);
     let opened = strip_trace_headers(&got);
     let sent = std::fs::read(&mail).unwrap();
     let want_head = format!(
@@ -190,15 +214,7 @@ fn round_trip(size: usize) {
         1,
         "{log}"
     );
-    let list_url = url_with_login("pop3", &sb.addr("proxy_pop3"), &bpop3, &bpw, "");
-    let out = Command::new("curl")
-        .args(["-s", "-S", "--url", &list_url])
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        format!("1 {}", got.len())
-    );
+    assert_eq!(log.matches("KIM mail with KAS data opened").count(), 2);
     // no plaintext left behind: spools are unnamed, the cache holds one blob
     let proxy_dir = sb.dir.path().join("sb").join("proxy");
     assert_eq!(

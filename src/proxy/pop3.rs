@@ -12,7 +12,10 @@
 //! in the store, and the opened bytes are kept for this session up to
 //! [`SESSION_CACHE_BYTES`], so the RETR that usually follows costs no second download.
 //! Opening is deterministic, so a later RETR yields the same bytes without any
-//! plaintext written to disk.
+//! plaintext written to disk. A mail restored from the KAS (up to 700 MiB) is the
+//! exception: it is decrypted into an unnamed spool file (gone when dropped, a
+//! crash included), and the last one LIST opened is kept until the RETR or the end
+//! of the session ([`super::restore`] keeps only the encrypted download).
 //!
 //! Nothing is deleted upstream unless the client deleted it and said QUIT: a client
 //! that vanishes gets its upstream connection closed without QUIT, and a POP3 server
@@ -87,6 +90,10 @@ pub struct ProxyMailbox {
     /// deletes the message and says QUIT.
     kas_cached: HashMap<usize, std::path::PathBuf>,
     deleted: std::collections::HashSet<usize>,
+    /// The last mail opened for LIST that was too large for [`SESSION_CACHE_BYTES`]
+    /// (a mail restored from the KAS, in an unnamed spool file): kept for the RETR
+    /// that usually follows, so 700 MiB are not decrypted twice.
+    large_opened: Option<(usize, Spool)>,
 }
 
 impl Pop3Proxy {
@@ -180,6 +187,7 @@ impl Backend for Pop3Proxy {
                     large_mails,
                     kas_cached: HashMap::new(),
                     deleted: Default::default(),
+                    large_opened: None,
                 })
             }
             Err(ClientError::Rejected(text)) => {
@@ -396,6 +404,9 @@ impl ProxyMailbox {
         if let Some(m) = self.opened.get(&n) {
             return Ok(m.len() as u64);
         }
+        if let Some((_, spool)) = self.large_opened.as_ref().filter(|(i, _)| *i == n) {
+            return Ok(spool.len());
+        }
         if let Some(uidl) = self.uidl_of(n).await {
             if let Ok(Some(r)) = store.open_result(&self.login.address, &uidl) {
                 return Ok(r.size);
@@ -410,6 +421,8 @@ impl ProxyMailbox {
                 .await
                 .map_err(|e| self.error(ClientError::Spool(e)))?;
             self.opened.insert(n, bytes);
+        } else if spool.on_disk() {
+            self.large_opened = Some((n, spool));
         }
         Ok(size)
     }
@@ -444,6 +457,11 @@ impl Mailbox for ProxyMailbox {
         if let Some(bytes) = self.opened.remove(&n) {
             return Ok(Spool::from_bytes(bytes, &self.spool));
         }
+        if self.large_opened.as_ref().is_some_and(|(i, _)| *i == n) {
+            if let Some((_, spool)) = self.large_opened.take() {
+                return Ok(spool);
+            }
+        }
         self.fetch_opened(n).await
     }
 
@@ -459,6 +477,9 @@ impl Mailbox for ProxyMailbox {
 
     async fn dele(&mut self, n: usize) -> Result<(), MailboxError> {
         self.opened.remove(&n);
+        if self.large_opened.as_ref().is_some_and(|(i, _)| *i == n) {
+            self.large_opened = None;
+        }
         let r = self.upstream.dele(n).await;
         r.map_err(|e| self.error(e))?;
         self.deleted.insert(n);
