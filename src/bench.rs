@@ -49,16 +49,89 @@ pub enum Bench {
     },
     /// One large mail through the proxy vs. direct: time, throughput, proxy peak RSS.
     Large {
-        /// Mail size in MiB (with --sealed at most 14: larger ones go to the KAS).
+        /// Mail size in MiB (with --sealed, over 15 MiB goes through the simulated
+        /// KIM Attachment Service).
         #[arg(long, default_value_t = 200)]
         mib: u64,
-        /// The proxy seals the mail and opens it again on a POP3 RETR through it.
+        /// The proxy seals the mail and opens it again on a POP3 RETR through it;
+        /// the direct run fetches its copy straight from the Fachdienst.
         #[arg(long)]
         sealed: bool,
     },
+    /// The KAS blob path on one core, in memory: AES-256-GCM + SHA-256 of the
+    /// plaintext, sealing and opening.
+    KasCrypto {
+        /// Data size in MiB.
+        #[arg(long, default_value_t = 512)]
+        mib: usize,
+    },
+}
+
+/// The machine's ceiling for AES-256-GCM and SHA-256 over the same bytes on one
+/// core (reference/crypto-and-crates.md: 2.8 GB/s and 1.33 GB/s, about 0.9 GB/s).
+const KAS_CEILING_GBPS: f64 = 0.9;
+/// Plaintext per step of the KAS crypto benchmark, as the upload reads it.
+const KAS_CHUNK: usize = 256 * 1024;
+
+/// `bench kas-crypto`: GB/s of sealing and opening `mib` MiB.
+fn kas_crypto(mib: usize) -> BenchResult<()> {
+    use crate::crypto::kas_blob::{BlobOpener, BlobSealer};
+    let chunk: Vec<u8> = (0..KAS_CHUNK).map(|i| (i * 7 + 3) as u8).collect();
+    let steps = mib * 1024 * 1024 / KAS_CHUNK;
+    let bytes = (steps * KAS_CHUNK) as f64;
+    let mut sealer = BlobSealer::new()?;
+    let mut out = Vec::with_capacity(KAS_CHUNK + 64);
+    let mut sealed_chunks: Vec<Vec<u8>> = Vec::new();
+    let start = Instant::now();
+    for i in 0..steps {
+        out.clear();
+        sealer.update(&chunk, &mut out)?;
+        // keep a few chunks to open below (the rest are dropped, like an upload)
+        if i < 2 {
+            sealed_chunks.push(out.clone());
+        }
+    }
+    out.clear();
+    let blob = sealer.finish(&mut out)?;
+    let seal_secs = start.elapsed().as_secs_f64();
+    let gbps = bytes / seal_secs / 1e9;
+    println!(
+        "kas-crypto: {mib} MiB in {} KiB chunks, one core",
+        KAS_CHUNK / 1024
+    );
+    println!(
+        "  seal (AES-256-GCM + SHA-256)  {gbps:>6.2} GB/s  ({:.0} % of the {KAS_CEILING_GBPS} GB/s ceiling)",
+        gbps / KAS_CEILING_GBPS * 100.0
+    );
+    // opening: a blob of the same size, sealed first (not timed)
+    let mut sealer = BlobSealer::new()?;
+    let mut whole = Vec::with_capacity(steps * KAS_CHUNK + 64);
+    for _ in 0..steps {
+        sealer.update(&chunk, &mut whole)?;
+    }
+    let blob2 = sealer.finish(&mut whole)?;
+    let mut opener = BlobOpener::new(&blob2.k)?;
+    let mut plain = Vec::with_capacity(KAS_CHUNK + 64);
+    let start = Instant::now();
+    for c in whole.chunks(KAS_CHUNK) {
+        plain.clear();
+        opener.update(c, &mut plain)?;
+    }
+    opener.finish(&blob2.hash)?;
+    let open_secs = start.elapsed().as_secs_f64();
+    let gbps = bytes / open_secs / 1e9;
+    println!(
+        "  open (AES-256-GCM + SHA-256)  {gbps:>6.2} GB/s  ({:.0} % of the ceiling)",
+        gbps / KAS_CEILING_GBPS * 100.0
+    );
+    drop((blob, sealed_chunks));
+    Ok(())
 }
 
 pub async fn run(what: Bench) -> BenchResult<()> {
+    if let Bench::KasCrypto { mib } = what {
+        return tokio::task::spawn_blocking(move || kas_crypto(mib)).await?;
+    }
     let dir = tempfile::tempdir()?;
     let fd = fachdienst::start(
         &dir.path().join("fd"),
@@ -69,6 +142,7 @@ pub async fn run(what: Bench) -> BenchResult<()> {
     .await?;
     let sealed = match what {
         Bench::Relay { sealed, .. } | Bench::Large { sealed, .. } => sealed,
+        Bench::KasCrypto { .. } => false,
     };
     let proxy = ProxyProcess::start(dir.path(), &fd, sealed)?;
     match what {
@@ -79,6 +153,7 @@ pub async fn run(what: Bench) -> BenchResult<()> {
             ..
         } => relay(&fd, &proxy, clients, size, Duration::from_secs(seconds)).await,
         Bench::Large { mib, .. } => large(&fd, &proxy, mib * 1024 * 1024).await,
+        Bench::KasCrypto { .. } => Ok(()),
     }
 }
 
@@ -110,6 +185,10 @@ impl ProxyProcess {
             fd.tls.ca_cert.display()
         );
         if sealed {
+            text.push_str(&format!(
+                "kas_url = \"{}\"\n",
+                crate::testbed::kas::base_url(fd.kas)
+            ));
             let addresses: Vec<&str> = fd.accounts.iter().map(|a| a.address.as_str()).collect();
             let pki = crate::testbed::pki::make(&dir.join("pki"), &addresses)?;
             text.push_str(&format!(
@@ -422,6 +501,19 @@ async fn retr_rate(
     Ok((rate, n))
 }
 
+/// Bob fetches message `n` straight from the Fachdienst's POP3S: the size.
+async fn fetch_direct(fd: &Fachdienst, n: usize) -> BenchResult<u64> {
+    let mut c = bob_pop3(fd, fd.pop3s, None).await?;
+    let spool_dir = tempfile::tempdir()?;
+    let mut spool = crate::spool::Spool::new(&crate::spool::SpoolSettings {
+        dir: spool_dir.path().to_path_buf(),
+        memory_limit: 64 * 1024,
+    });
+    c.retr_into(n, &mut spool).await?;
+    let _ = c.quit().await;
+    Ok(spool.len())
+}
+
 /// Bob fetches message `n` through the proxy's POP3S listener: the size delivered and
 /// its result fields.
 async fn fetch_opened(fd: &Fachdienst, pop3: SocketAddr, n: usize) -> BenchResult<(u64, String)> {
@@ -491,6 +583,7 @@ async fn large(fd: &Fachdienst, proxy: &ProxyProcess, size: u64) -> BenchResult<
     )
     .into_bytes();
     println!("large: one {} MiB mail", size / 1024 / 1024);
+    let mut sends = Vec::new();
     for (name, t) in [
         ("direct to the simulated Fachdienst", &direct),
         ("through kim-cm", &via),
@@ -508,24 +601,43 @@ async fn large(fd: &Fachdienst, proxy: &ProxyProcess, size: u64) -> BenchResult<
             Err(r) => return Err(format!("refused: {r}").into()),
         }
         let secs = start.elapsed().as_secs_f64();
+        sends.push(secs);
         println!(
-            "  {name:<36} {secs:>6.2} s  {:>7.1} MB/s",
+            "  send {name:<36} {secs:>6.2} s  {:>7.1} MB/s",
             size as f64 / secs / 1e6
         );
         c.quit().await;
     }
     println!(
-        "  kim-cm peak RSS: {:.1} MiB (goal: under 64 MiB)",
+        "  kim-cm peak RSS after sending: {:.1} MiB (goal: under 64 MiB)",
         proxy.peak_rss_kib() as f64 / 1024.0
     );
     if let Some(pop3) = proxy.pop3 {
+        // the direct copy is message 1 of bob's mailbox, the sealed one message 2
+        let start = Instant::now();
+        let direct_bytes = fetch_direct(fd, 1).await?;
+        let direct_fetch = start.elapsed().as_secs_f64();
+        println!(
+            "  RETR straight from the Fachdienst          {direct_fetch:>6.2} s  ({:.1} MiB)",
+            direct_bytes as f64 / 1048576.0
+        );
         let start = Instant::now();
         let got = fetch_opened(fd, pop3, 2).await?;
+        let via_fetch = start.elapsed().as_secs_f64();
         println!(
-            "  fetched and opened through kim-cm      {:>6.2} s  ({:.1} MiB delivered, {})",
-            start.elapsed().as_secs_f64(),
+            "  RETR through kim-cm (opened{})  {via_fetch:>6.2} s  ({:.1} MiB delivered, {})",
+            if size > crate::kim::send::KAS_THRESHOLD {
+                ", KAS download"
+            } else {
+                ""
+            },
             got.0 as f64 / 1048576.0,
             got.1
+        );
+        let (d, v) = (sends[0] + direct_fetch, sends[1] + via_fetch);
+        println!(
+            "  round trip: direct {d:.2} s, through kim-cm {v:.2} s: {:.2}x (goal: within 2x)",
+            v / d
         );
         println!(
             "  kim-cm peak RSS after opening: {:.1} MiB (goal: under 64 MiB)",
