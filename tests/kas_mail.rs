@@ -242,3 +242,31 @@ fn a_100_mib_mail_goes_through_the_kas_and_comes_back_whole() {
 fn slow_a_700_mib_mail_goes_through_the_kas_and_comes_back_whole() {
     round_trip(699 * MIB);
 }
+
+/// A `kasMailSizeThreshold` from getLimits takes precedence over 15 MiB: with
+/// 2 MiB, a 3 MiB mail goes through the KAS and comes back whole.
+#[test]
+fn the_servers_threshold_sends_a_smaller_mail_through_the_kas() {
+    let sb = Sandbox::start_with_limits(&serde_json::json!({
+        "alice@praxis-a.kim.test": {"kasMailSizeThreshold": 2 * MIB}
+    }));
+    let (alice, ..) = sb.account(0);
+    let (bob, ..) = sb.account(1);
+    let (mail, head) = big_mail(sb.dir.path(), &alice, &bob, 3 * MIB, "kas-threshold");
+    let (code, err) = send(&sb, &mail, &bob);
+    assert_eq!(code, 0, "{err}\n{}", sb.log());
+    assert_eq!(kas_files(&sb), 1, "{}", sb.log());
+    let stored = sb.stored_mails(&bob).remove(0);
+    assert!(String::from_utf8_lossy(&stored).contains("\r\nX-KOM-LE-Version: 1.5\r\n"));
+    let got_path = sb.dir.path().join("got.eml");
+    let (code, err) = fetch(&sb, &got_path);
+    assert_eq!(code, 0, "{err}");
+    let got = strip_trace_headers(&std::fs::read(&got_path).unwrap());
+    let sent = std::fs::read(&mail).unwrap();
+    let tail = 1024 * 1024;
+    assert!(
+        got.ends_with(&sent[sent.len() - tail..]),
+        "the attachment's end arrived unchanged"
+    );
+    assert!(String::from_utf8_lossy(&got[..4096]).contains(head.lines().next().unwrap()));
+}
