@@ -312,7 +312,8 @@ pub async fn download_mail_data(
 ) -> Result<u64, KasReadError> {
     let (mut body, driver, url) = get_link(link, recipient, s).await?;
     let local = |e: std::io::Error| KasReadError::Local(format!("{}: {e}", dest.display()));
-    let partial = dest.with_extension("part");
+    // a name of its own: two sessions may fetch the same mail at once
+    let partial = dest.with_extension(format!("part-{:016x}", rand::random::<u64>()));
     let mut file = tokio::fs::File::create(&partial).await.map_err(local)?;
     let mut n = 0u64;
     let copied = async {

@@ -185,7 +185,9 @@ fn sweep(dir: &Path) {
     let now = SystemTime::now();
     for e in entries.flatten() {
         let path = e.path();
-        let partial = path.extension().is_some_and(|x| x == "part");
+        let partial = path
+            .extension()
+            .is_some_and(|x| x.to_string_lossy().starts_with("part"));
         let old = e
             .metadata()
             .and_then(|m| m.modified())
