@@ -37,6 +37,39 @@ pub struct HttpSettings {
     pub timeout: Duration,
 }
 
+/// The task that drives one HTTP/1.1 connection; aborted when the exchange is done.
+pub type Driver = tokio::task::JoinHandle<Result<(), hyper::Error>>;
+
+/// A fresh verified TLS connection to `url`'s host with an HTTP/1.1 handshake done,
+/// for requests with bodies of type `B`. `Err` says why, for the caller's error.
+pub async fn connect<B>(
+    url: &HttpsUrl,
+    s: &HttpSettings,
+) -> Result<(hyper::client::conn::http1::SendRequest<B>, Driver), String>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = Conn::connect_upstream(
+        &url.authority(),
+        &url.host,
+        true,
+        &s.connector,
+        s.connect_timeout,
+        s.timeout,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let stream = conn
+        .into_stream()
+        .ok_or_else(|| "connection not usable".to_string())?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((sender, tokio::spawn(connection)))
+}
+
 /// `GET url` with Basic auth; the status and the body (at most [`MAX_JSON_BODY`]).
 pub async fn get_basic(
     url: &HttpsUrl,
@@ -58,30 +91,10 @@ pub async fn request_basic(
 ) -> Result<(StatusCode, Bytes), HttpError> {
     let u = url.to_string();
     let work = async {
-        let conn = Conn::connect_upstream(
-            &url.authority(),
-            &url.host,
-            true,
-            &s.connector,
-            s.connect_timeout,
-            s.timeout,
-        )
-        .await
-        .map_err(|e| HttpError::Connect {
+        let (mut sender, driver) = connect(url, s).await.map_err(|why| HttpError::Connect {
             url: u.clone(),
-            why: e.to_string(),
+            why,
         })?;
-        let stream = conn.into_stream().ok_or_else(|| HttpError::Protocol {
-            url: u.clone(),
-            why: "connection not usable".into(),
-        })?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| HttpError::Protocol {
-                url: u.clone(),
-                why: e.to_string(),
-            })?;
-        let driver = tokio::spawn(connection);
         let credentials = zeroize::Zeroizing::new(
             base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")),
         );

@@ -14,13 +14,11 @@ use http_body_util::{BodyExt, Limited, StreamBody};
 use hyper::body::Frame;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use super::client::{HttpSettings, MAX_JSON_BODY};
+use super::client::{connect, Driver, HttpSettings, MAX_JSON_BODY};
 use super::url::HttpsUrl;
 use crate::crypto::kas_blob::{sealed_len, BlobSealer, SealedBlob};
-use crate::net::Conn;
 use crate::spool::Spool;
 
 /// Plaintext read from the spool per encrypted chunk.
@@ -164,23 +162,7 @@ pub async fn add_mail_data(
     );
     let body = StreamBody::new(chunks);
 
-    let conn = Conn::connect_upstream(
-        &url.authority(),
-        &url.host,
-        true,
-        &s.connector,
-        s.connect_timeout,
-        s.timeout,
-    )
-    .await
-    .map_err(|e| fail(e.to_string()))?;
-    let stream = conn
-        .into_stream()
-        .ok_or_else(|| fail("connection not usable".into()))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    let driver = tokio::spawn(connection);
+    let (mut sender, driver) = connect(&url, s).await.map_err(fail)?;
     let credentials = zeroize::Zeroizing::new(
         base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")),
     );
@@ -371,8 +353,6 @@ pub async fn open_mail_data(
     Ok(out)
 }
 
-type Driver = tokio::task::JoinHandle<Result<(), hyper::Error>>;
-
 /// `GET link` with the `recipient` header: the body of a 200, or why not.
 async fn get_link(
     link: &str,
@@ -381,23 +361,7 @@ async fn get_link(
 ) -> Result<(hyper::body::Incoming, Driver, HttpsUrl), KasReadError> {
     let url = HttpsUrl::parse(link).map_err(KasReadError::Unavailable)?;
     let fail = |why: String| KasReadError::Unavailable(format!("{url}: {why}"));
-    let conn = Conn::connect_upstream(
-        &url.authority(),
-        &url.host,
-        true,
-        &s.connector,
-        s.connect_timeout,
-        s.timeout,
-    )
-    .await
-    .map_err(|e| fail(e.to_string()))?;
-    let stream = conn
-        .into_stream()
-        .ok_or_else(|| fail("connection not usable".into()))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    let driver = tokio::spawn(connection);
+    let (mut sender, driver) = connect(&url, s).await.map_err(fail)?;
     let req = Request::builder()
         .method(Method::GET)
         .uri(&url.path)
