@@ -59,6 +59,19 @@ pub struct Config {
 pub struct DirectoryConfig {
     /// A folder of `<address>.pem` files with encryption certificates.
     pub folder: Option<PathBuf>,
+    /// The VZD over LDAP, `ldaps://host:port` (the Konnektor's LDAP proxy; always
+    /// TLS, A_21223-01). Takes the place of `folder`.
+    pub ldap_url: Option<String>,
+    /// The search base (the VZD's: `dc=data,dc=vzd`).
+    pub ldap_base: Option<String>,
+    /// CA certificates (PEM) the directory's server certificate must chain to.
+    pub ldap_ca_file: Option<PathBuf>,
+    /// Client certificate (PKCS#12) for the directory's TLS, when it asks for one
+    /// (A_21223-01: configurable).
+    pub ldap_client_pkcs12: Option<PathBuf>,
+    pub ldap_client_pkcs12_password_file: Option<PathBuf>,
+    /// Seconds cached certificates and KIM versions are used (TTL_ENC_CERT, 12 h).
+    pub cache_seconds: Option<u64>,
 }
 
 /// What signatures and certificate paths are checked against.
@@ -301,6 +314,36 @@ impl Config {
         abs(&mut cfg.proxy.data_dir);
         abs(&mut cfg.upstream.ca_file);
         cfg.directory.folder.as_mut().map(abs);
+        cfg.directory.ldap_ca_file.as_mut().map(abs);
+        cfg.directory.ldap_client_pkcs12.as_mut().map(abs);
+        cfg.directory
+            .ldap_client_pkcs12_password_file
+            .as_mut()
+            .map(abs);
+        let d = &cfg.directory;
+        if let Some(url) = &d.ldap_url {
+            crate::directory::ldap::check_url(url)
+                .map_err(|e| format!("[directory] ldap_url {e}"))?;
+            if d.folder.is_some() {
+                return Err(
+                    "[directory] folder and ldap_url name two directories; keep one".into(),
+                );
+            }
+            if d.ldap_ca_file.is_none() {
+                return Err("[directory] ldap_url needs ldap_ca_file: the directory's server certificate is always verified".into());
+            }
+        } else if d.ldap_ca_file.is_some()
+            || d.ldap_base.is_some()
+            || d.ldap_client_pkcs12.is_some()
+        {
+            return Err("[directory] ldap_* keys are set but ldap_url is not".into());
+        }
+        if d.ldap_client_pkcs12.is_some() != d.ldap_client_pkcs12_password_file.is_some() {
+            return Err(
+                "[directory] ldap_client_pkcs12 and ldap_client_pkcs12_password_file go together"
+                    .into(),
+            );
+        }
         cfg.trust.ca_file.as_mut().map(abs);
         for a in cfg.account.iter_mut() {
             a.signing_pkcs12.as_mut().map(abs);
@@ -413,5 +456,30 @@ mod tests {
         let e =
             Config::parse(&format!("{MIN}{acc}mandant_id = \"1\"\n"), Path::new(".")).unwrap_err();
         assert!(e.contains("go together"), "{e}");
+    }
+
+    #[test]
+    fn the_directory_is_a_folder_or_the_vzd_over_ldaps() {
+        let parse =
+            |d: &str| Config::parse(&format!("{MIN}[directory]\n{d}"), Path::new("/etc/kim-cm"));
+        let c =
+            parse("ldap_url = \"ldaps://konnektor:636\"\nldap_ca_file = \"vzd-ca.pem\"\n").unwrap();
+        assert_eq!(
+            c.directory.ldap_ca_file.unwrap(),
+            Path::new("/etc/kim-cm/vzd-ca.pem")
+        );
+        for (d, says) in [
+            ("ldap_url = \"ldap://konnektor:389\"\nldap_ca_file = \"ca.pem\"\n", "TLS only"),
+            ("ldap_url = \"ldaps://k:636\"\n", "needs ldap_ca_file"),
+            ("folder = \"certs\"\nldap_url = \"ldaps://k:636\"\nldap_ca_file = \"ca.pem\"\n", "keep one"),
+            ("ldap_ca_file = \"ca.pem\"\n", "ldap_url is not"),
+            (
+                "ldap_url = \"ldaps://k:636\"\nldap_ca_file = \"ca.pem\"\nldap_client_pkcs12 = \"c.p12\"\n",
+                "go together",
+            ),
+        ] {
+            let e = parse(d).unwrap_err();
+            assert!(e.contains(says), "{d}: {e}");
+        }
     }
 }

@@ -112,11 +112,8 @@ pub async fn seal(
     let directory = FolderDirectory::new(cert_dir);
     let mut certs = std::collections::HashMap::new();
     for a in std::iter::once(&sender).chain(&recipients) {
-        let found = directory
-            .encryption_certs(a)
-            .await
-            .map_err(|e| e.to_string())?;
-        certs.insert(a.to_ascii_lowercase(), send::usable(found));
+        let found = directory.lookup(a).await.map_err(|e| e.to_string())?;
+        certs.insert(a.to_ascii_lowercase(), send::usable(found.certs));
     }
     let mut keys = SoftwareKeys::default();
     keys.insert(

@@ -1,7 +1,9 @@
 //! `kim-cm serve`: opens the listeners of a configuration and runs the proxy.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use openssl::ssl::{SslAcceptor, SslConnector};
 use tokio::net::TcpListener;
@@ -9,7 +11,9 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, Listener};
 use crate::crypto::software::{KeyError, SoftwareKeys};
+use crate::directory::cache::{Cached, TTL_ENC_CERT};
 use crate::directory::folder::FolderDirectory;
+use crate::directory::{ldap, Source};
 use crate::kim::send::{KasService, Sealing, SendPipeline, SoftwareSealing};
 use crate::listener::ListenerSettings;
 use crate::net::{tls, TlsMode};
@@ -66,15 +70,7 @@ impl Drop for Running {
 /// The TLS connector towards the Fachdienst, from the `[upstream]` section.
 pub fn upstream_connector(cfg: &Config) -> Result<SslConnector, StartError> {
     let password = match &cfg.upstream.client_pkcs12_password_file {
-        Some(p) => zeroize::Zeroizing::new(
-            std::fs::read_to_string(p)
-                .map_err(|source| StartError::File {
-                    path: p.display().to_string(),
-                    source,
-                })?
-                .trim_end_matches(['\r', '\n'])
-                .to_string(),
-        ),
+        Some(p) => read_password(p)?,
         None => zeroize::Zeroizing::new(String::new()),
     };
     let identity = cfg
@@ -123,7 +119,7 @@ async fn open(
 /// Keys, directory and trust anchors, read once at start.
 struct Crypto {
     keys: Arc<SoftwareKeys>,
-    directory: FolderDirectory,
+    directory: Arc<Source>,
     trust: Arc<openssl::x509::store::X509Store>,
 }
 
@@ -134,9 +130,50 @@ fn crypto(cfg: &Config) -> Result<Option<Crypto>, StartError> {
     if keys.is_empty() && cfg.proxy.allow_unsealed_for_testing {
         return Ok(None);
     }
-    let Some(folder) = cfg.directory.folder.clone() else {
+    let directory = directory(cfg)?;
+    let trust = crate::crypto::trust::load(cfg.trust.ca_file.as_deref())
+        .map_err(|e| StartError::Setup(format!("[trust] ca_file: {e}")))?;
+    Ok(Some(Crypto {
+        keys: Arc::new(keys),
+        directory: Arc::new(directory),
+        trust: Arc::new(trust),
+    }))
+}
+
+/// The directory of `[directory]`: a folder, or the VZD over LDAP with its cache.
+fn directory(cfg: &Config) -> Result<Source, StartError> {
+    let d = &cfg.directory;
+    if let Some(url) = &d.ldap_url {
+        let password = match &d.ldap_client_pkcs12_password_file {
+            Some(p) => read_password(p)?,
+            None => zeroize::Zeroizing::new(String::new()),
+        };
+        let client = d
+            .ldap_client_pkcs12
+            .as_deref()
+            .map(|p| (p, password.as_str()));
+        // the config check makes sure ldap_url comes with ldap_ca_file
+        let ca = d.ldap_ca_file.as_deref().unwrap_or(Path::new(""));
+        let tls = ldap::tls_connector(ca, client)
+            .map_err(|e| StartError::Setup(format!("[directory] LDAP TLS: {e}")))?;
+        let base = d.ldap_base.as_deref().unwrap_or(ldap::DEFAULT_BASE);
+        let vzd = ldap::LdapDirectory::new(
+            url,
+            base,
+            tls,
+            cfg.proxy.connect_timeout(),
+            ldap::LDAP_TIMEOUT,
+        )
+        .map_err(|e| StartError::Setup(format!("[directory] ldap_url {e}")))?;
+        let ttl = d
+            .cache_seconds
+            .map(Duration::from_secs)
+            .unwrap_or(TTL_ENC_CERT);
+        return Ok(Source::Ldap(Cached::new(vzd, ttl)));
+    }
+    let Some(folder) = d.folder.clone() else {
         return Err(StartError::Setup(
-            "[directory] folder is not set: kim-cm needs the recipients' encryption certificates to seal mail"
+            "[directory] has neither folder nor ldap_url: kim-cm needs the recipients' encryption certificates to seal mail"
                 .into(),
         ));
     };
@@ -146,13 +183,22 @@ fn crypto(cfg: &Config) -> Result<Option<Crypto>, StartError> {
             folder.display()
         )));
     }
-    let trust = crate::crypto::trust::load(cfg.trust.ca_file.as_deref())
-        .map_err(|e| StartError::Setup(format!("[trust] ca_file: {e}")))?;
-    Ok(Some(Crypto {
-        keys: Arc::new(keys),
-        directory: FolderDirectory::new(folder),
-        trust: Arc::new(trust),
-    }))
+    Ok(Source::Folder(FolderDirectory::new(folder)))
+}
+
+/// The first line of a password file, kept out of logs.
+fn read_password(path: &Path) -> Result<zeroize::Zeroizing<String>, StartError> {
+    Ok(zeroize::Zeroizing::new(
+        std::fs::read_to_string(path)
+            .map_err(|source| StartError::File {
+                path: path.display().to_string(),
+                source,
+            })?
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string(),
+    ))
 }
 
 /// Checks everything `start` would need, without opening listeners.
@@ -208,13 +254,14 @@ pub async fn start(cfg: Arc<Config>) -> Result<Running, StartError> {
             (
                 Sealing::Software(Arc::new(SoftwareSealing {
                     keys: c.keys.clone(),
-                    directory: c.directory,
+                    directory: c.directory.clone(),
                 })),
                 Opening::Software {
                     keys: c.keys,
                     trust: c.trust,
                     store,
                     kas: Arc::new(kas_fetcher),
+                    directory: c.directory,
                 },
             )
         }

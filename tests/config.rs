@@ -67,7 +67,10 @@ fn check_config_reports_missing_files_and_accepts_good_ones() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("[directory] folder is not set"), "{err}");
+    assert!(
+        err.contains("[directory] has neither folder nor ldap_url"),
+        "{err}"
+    );
 
     std::fs::create_dir(dir.path().join("certs")).unwrap();
     std::fs::write(&path, format!("{body}[directory]\nfolder = \"certs\"\n")).unwrap();

@@ -8,82 +8,13 @@
 
 mod common;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
-use common::kimcm::{url_with_login, KimCm, Sandbox};
+use common::kimcm::Sandbox;
+use common::mail::{big_mail, config_text, curl, fetch_via, header_value, second_kimcm, send_via};
 
 const MIB: usize = 1024 * 1024;
-
-/// A client mail of about `size` bytes with a text part and a base64 attachment.
-fn big_mail(dir: &Path, from: &str, to: &str, size: usize, extra_part: &str) -> PathBuf {
-    let path = dir.join(format!("mail-{}.eml", rand_id()));
-    let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-    write!(
-        f,
-        "From: <{from}>\r\nTo: <{to}>\r\nSubject: Befund gross\r\nMessage-ID: <{}@praxis-a.kim.test>\r\n\
-MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\n\
-Content-Type: text/plain; charset=utf-8\r\n\r\nAnbei.\r\n{extra_part}--b1\r\n\
-Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n",
-        rand_id()
-    )
-    .unwrap();
-    let line = [b'Q'; 76];
-    let mut written = 400;
-    while written < size {
-        f.write_all(&line).unwrap();
-        f.write_all(b"\r\n").unwrap();
-        written += 78;
-    }
-    f.write_all(b"--b1--\r\n").unwrap();
-    f.flush().unwrap();
-    path
-}
-
-fn rand_id() -> String {
-    format!("{:016x}", rand::random::<u64>())
-}
-
-fn curl(args: &[&str]) -> (i32, Vec<u8>, String) {
-    let out = Command::new("curl")
-        .args(["-s", "-S", "--max-time", "120"])
-        .args(args)
-        .output()
-        .expect("curl");
-    (
-        out.status.code().unwrap_or(-1),
-        out.stdout,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// Sends `mail` as alice through the kim-cm SMTP at `smtp`.
-fn send_via(sb: &Sandbox, smtp: &str, mail: &Path, rcpt: &str) -> (i32, String) {
-    let (alice, apw, asmtp, _) = sb.account(0);
-    let url = url_with_login("smtp", smtp, &asmtp, &apw, "");
-    let (code, _, err) = curl(&[
-        "-v",
-        "--url",
-        &url,
-        "--mail-from",
-        &alice,
-        "--mail-rcpt",
-        rcpt,
-        "--upload-file",
-        mail.to_str().unwrap(),
-    ]);
-    (code, err)
-}
-
-/// Bob's message 1 fetched through the kim-cm POP3 at `pop3`.
-fn fetch_via(sb: &Sandbox, pop3: &str) -> Vec<u8> {
-    let (_, bpw, _, bpop3) = sb.account(1);
-    let url = url_with_login("pop3", pop3, &bpop3, &bpw, "/1");
-    let (code, got, err) = curl(&["--url", &url]);
-    assert_eq!(code, 0, "curl pop3: {err}\n{}", sb.log());
-    got
-}
 
 fn kas_dir(sb: &Sandbox) -> PathBuf {
     sb.dir.path().join("sb").join("fachdienst").join("kas")
@@ -102,40 +33,10 @@ fn kas_ids(sb: &Sandbox) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn config_text(sb: &Sandbox) -> String {
-    std::fs::read_to_string(sb.dir.path().join("sb").join("kim-cm.toml")).unwrap()
-}
-
 fn kas_url(sb: &Sandbox) -> String {
     let text = config_text(sb);
     let line = text.lines().find(|l| l.starts_with("kas_url")).unwrap();
     line.split('"').nth(1).unwrap().to_string()
-}
-
-/// A second kim-cm on the sandbox's config, with its own listeners and data
-/// folder, changed by `edit`.
-fn second_kimcm(sb: &Sandbox, edit: impl Fn(String) -> String) -> KimCm {
-    let mut text = String::new();
-    for line in config_text(sb).lines() {
-        if line.starts_with("address = \"127.0.0.1:") {
-            text.push_str("address = \"127.0.0.1:0\"\n");
-        } else if line.starts_with("data_dir") {
-            text.push_str("data_dir = \"{dir}/data\"\n");
-        } else {
-            text.push_str(line);
-            text.push('\n');
-        }
-    }
-    KimCm::serve(&edit(text))
-}
-
-fn header_value(mail: &[u8], name: &str) -> Option<String> {
-    let text = String::from_utf8_lossy(mail);
-    let prefix = format!("{name}: ");
-    text.lines()
-        .take_while(|l| !l.is_empty())
-        .find(|l| l.starts_with(&prefix))
-        .map(|l| l[prefix.len()..].trim().to_string())
 }
 
 #[test]

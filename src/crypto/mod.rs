@@ -3,6 +3,7 @@
 //! PKCS#12 files ("software keys"). The send and receive pipelines ask a provider to
 //! sign and decrypt for an account and never see where the key lives.
 
+pub mod admission;
 pub mod kas_blob;
 pub mod opener;
 pub mod sealer;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use openssl::x509::X509;
 
-use super::{Directory, DirectoryError};
+use super::{Directory, DirectoryError, Entry};
 
 /// Certificates from a folder.
 #[derive(Debug, Clone)]
@@ -31,7 +31,16 @@ impl FolderDirectory {
 }
 
 impl Directory for FolderDirectory {
-    async fn encryption_certs(&self, address: &str) -> Result<Vec<X509>, DirectoryError> {
+    async fn lookup(&self, address: &str) -> Result<Entry, DirectoryError> {
+        Ok(Entry {
+            certs: self.certs(address).await?,
+            kim_version: None,
+        })
+    }
+}
+
+impl FolderDirectory {
+    async fn certs(&self, address: &str) -> Result<Vec<X509>, DirectoryError> {
         let Some(path) = self.path_for(address) else {
             return Ok(Vec::new());
         };
@@ -65,16 +74,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pki = crate::testbed::pki::make(dir.path(), &["a@x.de"]).unwrap();
         let d = FolderDirectory::new(&pki.directory);
-        assert_eq!(d.encryption_certs("A@X.de").await.unwrap().len(), 1);
-        assert!(d.encryption_certs("b@x.de").await.unwrap().is_empty());
+        assert_eq!(d.lookup("A@X.de").await.unwrap().certs.len(), 1);
+        assert!(d.lookup("b@x.de").await.unwrap().certs.is_empty());
+        assert!(d.lookup("a@x.de").await.unwrap().kim_version.is_none());
         assert!(d
-            .encryption_certs("../../etc/passwd@x")
+            .lookup("../../etc/passwd@x")
             .await
             .unwrap()
+            .certs
             .is_empty());
         std::fs::write(pki.directory.join("broken@x.de.pem"), b"not a certificate").unwrap();
         assert!(matches!(
-            d.encryption_certs("broken@x.de").await,
+            d.lookup("broken@x.de").await,
             Err(DirectoryError::BadEntry { .. })
         ));
     }

@@ -1,6 +1,8 @@
 //! The delivery status notifications a Clientmodul sends its own user: when a mail
-//! could not be encrypted for every recipient (KOM-LE-A_2024-01, 4004) and when its
-//! mail data could not be stored on the KAS (A_19363-03, 4002). Unsigned and
+//! could not be encrypted for every recipient (KOM-LE-A_2024-01, 4004), when its
+//! mail data could not be stored on the KAS (A_19363-03, 4002), when recipients of
+//! a large mail were removed for their KIM version (A_19356-06, 4001), and when
+//! the directory names a newer Clientmodul version than this one (A_21387-01, 4017). Unsigned and
 //! unencrypted, an RFC 3464 `multipart/report` with `X-KIM-Fehlermeldung`
 //! (A_20650-05), sent through the Fachdienst like any mail (gemSpec_CM_KOMLE
 //! 3.3.4: "über eine im Clientmodul generierte und an den MTA übermittelte E-Mail").
@@ -25,6 +27,16 @@ pub const KAS_UPLOAD_FAILED: &str = "4002";
 /// The subject of the upload failure notification.
 pub const SUBJECT_KAS: &str =
     "Verschlüsselte E-Mail-Daten konnten nicht zum KOM-LE-Attachment-Service übertragen werden";
+
+/// A_20650-05: "Empfänger entfernt, wegen falscher KIM-Version".
+pub const RECIPIENT_REMOVED_VERSION: &str = "4001";
+/// The subject of the 4001 notification.
+pub const SUBJECT_VERSION: &str = "Empfänger entfernt, wegen falscher KIM-Version";
+/// A_20650-05: "KOM-LE-Version des Clientmoduls kleiner als im VZD".
+pub const CM_OUTDATED: &str = "4017";
+/// The subject of the 4017 notification (A_21387-01: it says the Clientmodul is
+/// outdated).
+pub const SUBJECT_OUTDATED: &str = "Die verwendete Clientmodul-Version ist veraltet";
 
 /// Header fields of the original that the report repeats (RFC 3462
 /// `text/rfc822-headers`): enough to find the mail, nothing of its content.
@@ -52,6 +64,7 @@ Your message could not be encrypted for the recipients above and was not sent to
         subject: SUBJECT,
         text: &text,
         status: STATUS,
+        action: "failed",
         diagnostic: "550 5.7.5 no valid encryption certificate in the directory",
     };
     report.build(sender, unreachable, original_head, reporting, now)
@@ -77,7 +90,66 @@ Attachment Service. Please send it again later.\r\n";
         subject: SUBJECT_KAS,
         text,
         status: "4.4.0",
+        action: "failed",
         diagnostic: "451 4.4.0 the mail data could not be stored on the KIM Attachment Service",
+    };
+    report.build(sender, recipients, original_head, reporting, now)
+}
+
+/// A_19356-06: `removed` did not get the large mail, because their Clientmodul
+/// (KIM version in the directory without `+`) cannot receive large mails.
+pub fn version_removed(
+    sender: &str,
+    removed: &[String],
+    original_head: &[u8],
+    reporting: &str,
+    now: OffsetDateTime,
+) -> Vec<u8> {
+    let list: String = removed.iter().map(|r| format!("  {r}\r\n")).collect();
+    let text = format!(
+        "Ihre Nachricht ist größer als 15 MiB und wurde an die folgenden Empfänger nicht\r\n\
+versendet, weil deren KIM-Version laut Verzeichnisdienst keine großen Nachrichten\r\n\
+empfangen kann (KOM-LE-Version ohne \"+\"):\r\n\r\n{list}\r\n\
+Senden Sie diesen Empfängern eine kleinere Nachricht (bis 15 MiB).\r\n\
+Your message is larger than 15 MiB; the recipients above cannot receive large KIM\r\n\
+mails and did not get it.\r\n"
+    );
+    let report = Report {
+        code: RECIPIENT_REMOVED_VERSION,
+        subject: SUBJECT_VERSION,
+        text: &text,
+        status: "5.3.4",
+        action: "failed",
+        diagnostic: "552 5.3.4 the recipient's KIM version does not receive large mails",
+    };
+    report.build(sender, removed, original_head, reporting, now)
+}
+
+/// A_21387-01: the directory names `directory_version` for the sender, newer than
+/// this Clientmodul's `own`; the mail itself went out.
+pub fn cm_outdated(
+    sender: &str,
+    recipients: &[String],
+    own: &str,
+    directory_version: &str,
+    original_head: &[u8],
+    reporting: &str,
+    now: OffsetDateTime,
+) -> Vec<u8> {
+    let text = format!(
+        "Die verwendete Clientmodul-Version ist veraltet: dieses Clientmodul unterstützt\r\n\
+KIM {own}, der Verzeichnisdienst nennt für {sender} die Version {directory_version}.\r\n\
+Ihre Nachricht wurde versendet. Bitte lassen Sie das Clientmodul aktualisieren.\r\n\
+The Clientmodul in use is outdated (KIM {own}; the directory names {directory_version}).\r\n\
+Your message was sent; please have the Clientmodul updated.\r\n"
+    );
+    let report = Report {
+        code: CM_OUTDATED,
+        subject: SUBJECT_OUTDATED,
+        text: &text,
+        status: "2.0.0",
+        action: "relayed",
+        diagnostic: "250 2.0.0 sent by an outdated Clientmodul",
     };
     report.build(sender, recipients, original_head, reporting, now)
 }
@@ -88,6 +160,8 @@ struct Report<'a> {
     subject: &'a str,
     text: &'a str,
     status: &'a str,
+    /// RFC 3464 `Action`: `failed`, or `relayed` for a mail that went out.
+    action: &'a str,
     diagnostic: &'a str,
 }
 
@@ -106,9 +180,9 @@ impl Report<'_> {
         let mut status = format!("Reporting-MTA: dns; {reporting}\r\nArrival-Date: {date}\r\n");
         for r in recipients {
             status.push_str(&format!(
-                "\r\nFinal-Recipient: rfc822; {r}\r\nAction: failed\r\nStatus: {}\r\n\
+                "\r\nFinal-Recipient: rfc822; {r}\r\nAction: {}\r\nStatus: {}\r\n\
 Diagnostic-Code: smtp; {}\r\n",
-                self.status, self.diagnostic
+                self.action, self.status, self.diagnostic
             ));
         }
         let mut original = Vec::new();
@@ -168,5 +242,37 @@ mod tests {
             .unwrap();
         assert_eq!(parsed.subject(), Some(SUBJECT));
         assert_eq!(parsed.parts.len(), 4, "multipart with three parts");
+    }
+
+    #[test]
+    fn version_reports_name_the_removed_and_the_versions() {
+        let head = b"From: a@x.de\r\nTo: b@x.de\r\nSubject: MRT\r\n\r\n";
+        let removed = String::from_utf8(version_removed(
+            "a@x.de",
+            &["b@x.de".into()],
+            head,
+            "kim-cm",
+            OffsetDateTime::UNIX_EPOCH,
+        ))
+        .unwrap();
+        assert!(removed.contains("X-KIM-Fehlermeldung: 4001\r\n"));
+        assert!(removed.contains("Final-Recipient: rfc822; b@x.de\r\nAction: failed"));
+        let outdated = String::from_utf8(cm_outdated(
+            "a@x.de",
+            &["b@x.de".into()],
+            "1.5+",
+            "1.6",
+            head,
+            "kim-cm",
+            OffsetDateTime::UNIX_EPOCH,
+        ))
+        .unwrap();
+        assert!(outdated.contains("X-KIM-Fehlermeldung: 4017\r\n"));
+        assert!(outdated.contains("Action: relayed"));
+        assert!(outdated.contains("KIM 1.5+") && outdated.contains("1.6"));
+        let parsed = mail_parser::MessageParser::default()
+            .parse(outdated.as_bytes())
+            .unwrap();
+        assert_eq!(parsed.subject(), Some(SUBJECT_OUTDATED));
     }
 }

@@ -20,8 +20,7 @@ use super::seal::{self, SealRefusal};
 use super::{dsn, forward, header, kas, wrap};
 use crate::crypto::sealer::SoftwareSealer;
 use crate::crypto::software::SoftwareKeys;
-use crate::directory::folder::FolderDirectory;
-use crate::directory::{Directory, DirectoryError};
+use crate::directory::{Directory, DirectoryError, KimVersion, Source};
 use crate::http::client::HttpSettings;
 use crate::http::kas::{add_mail_data, delete_mail_data, KasError, MailData, UploadForm};
 use crate::http::url::HttpsUrl;
@@ -117,7 +116,7 @@ impl Refusal {
 /// Keys and certificates for sealing in software.
 pub struct SoftwareSealing {
     pub keys: Arc<SoftwareKeys>,
-    pub directory: FolderDirectory,
+    pub directory: Arc<Source>,
 }
 
 /// How mails are sealed.
@@ -197,8 +196,12 @@ impl SendPipeline {
             return self.run_kas(sub, &setup, mail).await;
         }
         has_keys(&setup, account)?;
-        let certs = lookup(&setup.directory, account, recipients).await?;
-        let (sealed, notices) = self.seal(&setup, sub, bytes, certs, Version::Small).await?;
+        let found = lookup(&setup.directory, account, recipients).await?;
+        let outdated = self.outdated_notice(sub, &found, header::split(&bytes).0);
+        let (sealed, mut notices) = self
+            .seal(&setup, sub, bytes, found.certs, Version::Small)
+            .await?;
+        notices.extend(outdated);
         Ok(Outgoing {
             mail_from: mail_from.to_string(),
             recipients: sealed.recipients,
@@ -280,7 +283,38 @@ impl SendPipeline {
             return Err(kas_part_refusal());
         }
         has_keys(setup, account)?;
-        let certs = lookup(&setup.directory, account, sub.recipients).await?;
+        let found = lookup(&setup.directory, account, sub.recipients).await?;
+        let mut notices = self.outdated_notice(sub, &found, &head);
+        // A_19356-06: only recipients whose Clientmodul takes large mails get it
+        let (kept, removed) = large_mail_recipients(sub.recipients, &found.versions);
+        if !removed.is_empty() {
+            tracing::warn!(%account, removed = %removed.join(","), "recipients removed: their KIM version receives no large mails (A_19356-06)");
+            notices.push(dsn::version_removed(
+                account,
+                &removed,
+                &head,
+                &self.reporting_name,
+                OffsetDateTime::now_utc(),
+            ));
+        }
+        if kept.is_empty() {
+            let mut r = Refusal::new(
+                451,
+                "4.3.4",
+                format!(
+                    "No recipient can receive large KIM mails ({}: KIM version without '+' in the directory); the mail was not sent",
+                    removed.join(", ")
+                ),
+            );
+            r.notices = notices;
+            return Err(r);
+        }
+        let kept_sub = Submission {
+            recipients: &kept,
+            ..*sub
+        };
+        let sub = &kept_sub;
+        let certs = found.certs;
         let lookup_certs = |a: &str| {
             certs
                 .get(&a.to_ascii_lowercase())
@@ -365,13 +399,14 @@ impl SendPipeline {
         // A_19359-07, A_19365-02: the KIM mail with the structure, sealed as usual
         let kas_mail = kas::kas_mail(&processed, &attachment);
         let sealed = self.seal(setup, sub, kas_mail, certs, Version::Kas).await;
-        let (sealed, notices) = match sealed {
+        let (sealed, sealing_notices) = match sealed {
             Ok(s) => s,
             Err(r) => {
                 self.withdraw(&uploaded.link, account, sub.password).await;
                 return Err(r);
             }
         };
+        notices.extend(sealing_notices);
         Ok(Outgoing {
             mail_from: sub.mail_from.to_string(),
             recipients: sealed.recipients,
@@ -380,6 +415,36 @@ impl SendPipeline {
             unreachable: sealed.unreachable,
             kas_link: Some(uploaded.link),
         })
+    }
+
+    /// A_21387-01: the 4017 notice when the directory names a newer KIM version for
+    /// the sender than this Clientmodul's. The mail still goes out.
+    fn outdated_notice(&self, sub: &Submission<'_>, found: &Found, head: &[u8]) -> Vec<Vec<u8>> {
+        let account = sub.account;
+        let Some(listed) = found.versions.get(&account.to_ascii_lowercase()) else {
+            return Vec::new();
+        };
+        match listed.cmp_number(&KimVersion::OWN) {
+            std::cmp::Ordering::Greater => {
+                tracing::warn!(%account, directory = %listed, own = %KimVersion::OWN, "the directory names a newer KIM version than this Clientmodul's: update kim-cm (A_21387-01, 4017)");
+                vec![dsn::cm_outdated(
+                    account,
+                    sub.recipients,
+                    &KimVersion::OWN.to_string(),
+                    &listed.to_string(),
+                    head,
+                    &self.reporting_name,
+                    OffsetDateTime::now_utc(),
+                )]
+            }
+            // A_21387-01 also asks to raise an older komLeData; the VZD is read-only
+            // over LDAP: the provider sets it through the Account Manager (kimVersion)
+            std::cmp::Ordering::Less => {
+                tracing::debug!(%account, directory = %listed, "the directory names an older KIM version than this Clientmodul's");
+                Vec::new()
+            }
+            std::cmp::Ordering::Equal => Vec::new(),
+        }
     }
 
     /// 1.5.3-3: deletes the mail data of a mail that did not reach the MTA. A
@@ -431,36 +496,63 @@ async fn scan_for_kas_part(mail: &mut Spool) -> std::io::Result<bool> {
     }
 }
 
-/// The usable encryption certificates of the account and every recipient.
+/// What the directory said about the parties of one mail (keys in lower case).
+struct Found {
+    /// The usable encryption certificates.
+    certs: HashMap<String, Vec<X509>>,
+    /// The KIM versions, where the directory keeps them.
+    versions: HashMap<String, KimVersion>,
+}
+
+/// Looks up the account and every recipient, on one directory connection.
 async fn lookup(
-    directory: &FolderDirectory,
+    directory: &Source,
     account: &str,
     recipients: &[String],
-) -> Result<HashMap<String, Vec<X509>>, Refusal> {
-    let mut certs = HashMap::new();
-    for address in std::iter::once(&account.to_string()).chain(recipients) {
-        let key = address.to_ascii_lowercase();
-        if certs.contains_key(&key) {
-            continue;
+) -> Result<Found, Refusal> {
+    let parties: Vec<String> = std::iter::once(account.to_string())
+        .chain(recipients.iter().cloned())
+        .collect();
+    let entries = directory.lookup_all(&parties).await.map_err(|e| {
+        tracing::warn!(%account, "directory lookup failed: {e}");
+        match e {
+            DirectoryError::Unavailable(_) => Refusal::new(
+                451,
+                "4.4.3",
+                "The directory service is unavailable; nothing was sent, try again later",
+            ),
+            DirectoryError::BadEntry { address, .. } => Refusal::new(
+                451,
+                "4.7.5",
+                format!("The directory entry of {address} is unreadable; nothing was sent, ask the administrator"),
+            ),
         }
-        let found = directory.encryption_certs(address).await.map_err(|e| {
-            tracing::warn!(%address, "directory lookup failed: {e}");
-            match e {
-                DirectoryError::Unavailable(_) => Refusal::new(
-                    451,
-                    "4.4.3",
-                    "The directory service is unavailable; nothing was sent, try again later",
-                ),
-                DirectoryError::BadEntry { .. } => Refusal::new(
-                    451,
-                    "4.7.5",
-                    format!("The directory entry of {address} is unreadable; nothing was sent, ask the administrator"),
-                ),
-            }
-        })?;
-        certs.insert(key, usable(found));
+    })?;
+    let mut found = Found {
+        certs: HashMap::new(),
+        versions: HashMap::new(),
+    };
+    for (key, entry) in entries {
+        if let Some(v) = entry.kim_version {
+            found.versions.insert(key.clone(), v);
+        }
+        found.certs.insert(key, usable(entry.certs));
     }
-    Ok(certs)
+    Ok(found)
+}
+
+/// A_19356-06: the recipients that keep a large mail, and those removed because
+/// their KIM version in the directory has no `+`. Where the directory keeps no
+/// versions (a folder), every recipient keeps it.
+fn large_mail_recipients(
+    recipients: &[String],
+    versions: &HashMap<String, KimVersion>,
+) -> (Vec<String>, Vec<String>) {
+    recipients.iter().cloned().partition(|r| {
+        versions
+            .get(&r.to_ascii_lowercase())
+            .is_none_or(|v| v.large_mails)
+    })
 }
 
 /// KOM-LE-A_2024-01: only valid certificates count (within their validity period).

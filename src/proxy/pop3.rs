@@ -29,9 +29,11 @@ use openssl::x509::store::X509Store;
 use crate::config::Config;
 use crate::crypto::opener::SoftwareOpener;
 use crate::crypto::software::SoftwareKeys;
+use crate::directory::{Directory, Source};
 use crate::kim::login::{LoginName, Protocol, Server};
 use crate::kim::receive;
 use crate::kim::restore::KasPending;
+use crate::kim::send::KAS_THRESHOLD;
 use crate::pop3::client::{resp_code, ClientError, ClientSettings, Pop3Client};
 use crate::pop3::server::{Backend, ClientInfo, LoginRefused, Mailbox, MailboxError};
 use crate::proxy::restore::KasFetcher;
@@ -62,7 +64,22 @@ pub enum Opening {
         store: Arc<Store>,
         /// Mails with a KIM-Attachment structure are restored through it.
         kas: Arc<KasFetcher>,
+        /// Whose KIM version (komLeData) allows large mails (A_23512).
+        directory: Arc<Source>,
     },
+}
+
+/// A_23512: the account's own directory entry allows large mails (KIM version with
+/// `+`). A directory that keeps no versions (a folder) leaves it to the config; one
+/// that cannot be reached too, logged: the mail stays on the Fachdienst either way.
+async fn vzd_allows_large(directory: &Source, address: &str) -> bool {
+    match directory.lookup(address).await {
+        Ok(entry) => entry.kim_version.is_none_or(|v| v.large_mails),
+        Err(e) => {
+            tracing::warn!(user = %address, "cannot read the account's KIM version from the directory, large-mail reception follows the config: {e}");
+            true
+        }
+    }
 }
 
 /// The POP3 side of kim-cm.
@@ -256,6 +273,7 @@ impl ProxyMailbox {
             trust,
             store,
             kas,
+            directory,
         } = self.opening.clone()
         else {
             return Ok(spool);
@@ -298,7 +316,7 @@ impl ProxyMailbox {
             MailboxError::Refused("[SYS/TEMP] local error while opening the message, try again".into())
         })?;
         if let Some(pending) = opened.kas {
-            return Ok(self.restore(n, &store, &kas, &pending).await);
+            return Ok(self.restore(n, &store, &kas, &directory, &pending).await);
         }
         if !opened.decryption.is_empty() {
             tracing::info!(
@@ -325,10 +343,14 @@ impl ProxyMailbox {
         n: usize,
         store: &Store,
         kas: &KasFetcher,
+        directory: &Source,
         pending: &KasPending,
     ) -> Spool {
         let address = self.login.address.clone();
-        let r = kas.restore(pending, &address, self.large_mails).await;
+        let large = pending.kas_size().is_some_and(|s| s > KAS_THRESHOLD);
+        let large_mails =
+            self.large_mails && (!large || vzd_allows_large(directory, &address).await);
+        let r = kas.restore(pending, &address, large_mails).await;
         tracing::info!(
             user = %address,
             n,

@@ -3,10 +3,15 @@
 //! encryption certificate (like C.HCI.ENC), RSA-2048, each with its key in a
 //! PKCS#12 file, plus the directory folder of encryption certificates that the
 //! proxy looks recipients up in. For the sandbox and the tests only.
+//!
+//! Like the TI's certificates, each carries a Telematik-ID in an Admission
+//! extension (KOM-LE-A_2178 / KOM-LE-A_2192-01 compare them per recipient, see
+//! [`crate::crypto::admission`]); the CA key is kept as `ca.key` so that tests can
+//! issue further certificates for an address ([`extra_encryption_cert`]).
 
 use std::path::{Path, PathBuf};
 
-use openssl::asn1::Asn1Time;
+use openssl::asn1::{Asn1Object, Asn1OctetString, Asn1Time};
 use openssl::bn::{BigNum, MsbOption};
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
@@ -14,9 +19,10 @@ use openssl::pkcs12::Pkcs12;
 use openssl::pkey::{PKey, Private};
 use openssl::rsa::Rsa;
 use openssl::x509::extension::{BasicConstraints, KeyUsage, SubjectKeyIdentifier};
-use openssl::x509::{X509Builder, X509NameBuilder, X509};
+use openssl::x509::{X509Builder, X509Extension, X509NameBuilder, X509};
 
 use super::ca::write_private;
+use crate::crypto::admission;
 
 type PkiResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -24,6 +30,21 @@ type PkiResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 pub const TEST_RSA_BITS: u32 = 2048;
 /// Days the test certificates are valid.
 pub const TEST_VALIDITY_DAYS: u32 = 3650;
+/// The CA certificate (PEM) in the PKI's folder.
+pub const CA_CERT_FILE: &str = "ca.pem";
+/// The CA's private key (PEM, PKCS#8, owner-only) in the PKI's folder.
+pub const CA_KEY_FILE: &str = "ca.key";
+/// The Admission extension, id-isismtt-at-admission.
+const ADMISSION_OID: &str = "1.3.36.8.3.3";
+/// The professionItem of the test certificates, as in an SMC-B of a practice.
+const PROFESSION_ITEM: &str = "Betriebsstätte Arzt";
+/// oid_praxis_arzt, the professionOID of that role (gemSpec_OID).
+const PROFESSION_OID: &str = "1.2.276.0.76.4.50";
+/// Telematik-IDs of the test certificates start with this, as those of physicians
+/// and their practices do...
+const TELEMATIK_ID_PREFIX: &str = "1-";
+/// ...followed by this many hex digits of the SHA-256 of the address.
+const TELEMATIK_ID_HEX_DIGITS: usize = 10;
 
 /// What [`make`] wrote for one account.
 #[derive(Debug, Clone)]
@@ -33,6 +54,10 @@ pub struct AccountKeys {
     pub signing_pkcs12: PathBuf,
     /// Encryption key and certificate (PKCS#12).
     pub encryption_pkcs12: PathBuf,
+    /// The Telematik-ID in both certificates' Admission extension:
+    /// [`TELEMATIK_ID_PREFIX`] and the first [`TELEMATIK_ID_HEX_DIGITS`] hex digits
+    /// of the SHA-256 of the address, so the same address always gets the same ID.
+    pub telematik_id: String,
 }
 
 /// What [`make`] wrote.
@@ -75,6 +100,52 @@ fn builder(subject_cn: &str, issuer: Option<&X509>, key: &PKey<Private>) -> PkiR
     Ok(b)
 }
 
+/// The Telematik-ID of `address` in the test PKI (see [`AccountKeys::telematik_id`]).
+fn telematik_id_of(address: &str) -> String {
+    let digest = hex::encode(openssl::sha::sha256(address.as_bytes()));
+    format!(
+        "{TELEMATIK_ID_PREFIX}{}",
+        &digest[..TELEMATIK_ID_HEX_DIGITS]
+    )
+}
+
+/// The key usage of a signing certificate (C.HCI.OSIG).
+fn signing_usage() -> KeyUsage {
+    let mut usage = KeyUsage::new();
+    usage.digital_signature().non_repudiation();
+    usage
+}
+
+/// The key usage of an encryption certificate (C.HCI.ENC).
+fn encryption_usage() -> KeyUsage {
+    let mut usage = KeyUsage::new();
+    usage.key_encipherment().data_encipherment();
+    usage
+}
+
+/// A new key and an end-entity certificate for it from `ca`, for `address` in
+/// `role` (the subject says which), with `usage` and `telematik_id` in an
+/// Admission extension.
+fn issue(
+    ca: &X509,
+    ca_key: &PKey<Private>,
+    address: &str,
+    role: &str,
+    mut usage: KeyUsage,
+    telematik_id: &str,
+) -> PkiResult<(PKey<Private>, X509)> {
+    let key = rsa_key()?;
+    let mut b = builder(&format!("{address} ({role})"), Some(ca), &key)?;
+    b.append_extension(usage.critical().build()?)?;
+    b.append_extension(BasicConstraints::new().build()?)?;
+    let value = admission::admission_extension_der(telematik_id, PROFESSION_ITEM, PROFESSION_OID);
+    let oid = Asn1Object::from_str(ADMISSION_OID)?;
+    let value = Asn1OctetString::new_from_bytes(&value)?;
+    b.append_extension(X509Extension::new_from_der(&oid, false, &value)?)?;
+    b.sign(ca_key, MessageDigest::sha256())?;
+    Ok((key, b.build()))
+}
+
 /// Makes the CA, and for each address a signing and an encryption certificate with
 /// their PKCS#12 files, in `dir`.
 pub fn make(dir: &Path, addresses: &[&str]) -> PkiResult<TestPki> {
@@ -91,8 +162,9 @@ pub fn make(dir: &Path, addresses: &[&str]) -> PkiResult<TestPki> {
     )?;
     b.sign(&ca_key, MessageDigest::sha256())?;
     let ca = b.build();
-    let ca_cert = dir.join("ca.pem");
+    let ca_cert = dir.join(CA_CERT_FILE);
     std::fs::write(&ca_cert, ca.to_pem()?)?;
+    write_private(&dir.join(CA_KEY_FILE), &ca_key.private_key_to_pem_pkcs8()?)?;
 
     let password = hex::encode(rand::random::<[u8; 8]>());
     let password_file = dir.join("pkcs12.pass");
@@ -102,21 +174,23 @@ pub fn make(dir: &Path, addresses: &[&str]) -> PkiResult<TestPki> {
 
     let mut accounts = Vec::new();
     for address in addresses {
-        let issue = |role: &str, usage: KeyUsage| -> PkiResult<(PKey<Private>, X509)> {
-            let key = rsa_key()?;
-            let mut b = builder(&format!("{address} ({role})"), Some(&ca), &key)?;
-            let mut usage = usage;
-            b.append_extension(usage.critical().build()?)?;
-            b.append_extension(BasicConstraints::new().build()?)?;
-            b.sign(&ca_key, MessageDigest::sha256())?;
-            Ok((key, b.build()))
-        };
-        let mut sig_usage = KeyUsage::new();
-        sig_usage.digital_signature().non_repudiation();
-        let mut enc_usage = KeyUsage::new();
-        enc_usage.key_encipherment().data_encipherment();
-        let (sig_key, sig_cert) = issue("OSIG", sig_usage)?;
-        let (enc_key, enc_cert) = issue("ENC", enc_usage)?;
+        let telematik_id = telematik_id_of(address);
+        let (sig_key, sig_cert) = issue(
+            &ca,
+            &ca_key,
+            address,
+            "OSIG",
+            signing_usage(),
+            &telematik_id,
+        )?;
+        let (enc_key, enc_cert) = issue(
+            &ca,
+            &ca_key,
+            address,
+            "ENC",
+            encryption_usage(),
+            &telematik_id,
+        )?;
         let p12 = |key: &PKey<Private>, cert: &X509, name: &str| -> PkiResult<Vec<u8>> {
             Ok(Pkcs12::builder()
                 .name(name)
@@ -136,6 +210,7 @@ pub fn make(dir: &Path, addresses: &[&str]) -> PkiResult<TestPki> {
             address: address.to_string(),
             signing_pkcs12,
             encryption_pkcs12,
+            telematik_id,
         });
     }
     Ok(TestPki {
@@ -144,4 +219,95 @@ pub fn make(dir: &Path, addresses: &[&str]) -> PkiResult<TestPki> {
         directory,
         accounts,
     })
+}
+
+/// One more valid RSA encryption certificate for `address` with `telematik_id`,
+/// from the CA of the PKI [`make`] wrote in `pki_dir`: for tests of a recipient
+/// with several encryption certificates (KOM-LE-A_2192-01). The directory folder is
+/// left alone, and the key is not kept.
+pub fn extra_encryption_cert(pki_dir: &Path, address: &str, telematik_id: &str) -> PkiResult<X509> {
+    let ca = X509::from_pem(&std::fs::read(pki_dir.join(CA_CERT_FILE))?)?;
+    let ca_key = PKey::private_key_from_pem(&std::fs::read(pki_dir.join(CA_KEY_FILE))?)?;
+    let (_, cert) = issue(
+        &ca,
+        &ca_key,
+        address,
+        "ENC",
+        encryption_usage(),
+        telematik_id,
+    )?;
+    Ok(cert)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openssl::pkcs12::Pkcs12;
+    use openssl::stack::Stack;
+    use openssl::x509::store::X509StoreBuilder;
+    use openssl::x509::X509StoreContext;
+
+    const ADDRESSES: [&str; 2] = ["a@x.de", "b@x.de"];
+
+    fn verifies(cert: &X509, ca: &X509) -> bool {
+        let mut store = X509StoreBuilder::new().unwrap();
+        store.add_cert(ca.clone()).unwrap();
+        let store = store.build();
+        let mut ctx = X509StoreContext::new().unwrap();
+        ctx.init(&store, cert, &Stack::new().unwrap(), |c| c.verify_cert())
+            .unwrap()
+    }
+
+    #[test]
+    fn certificates_carry_the_telematik_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = make(dir.path(), &ADDRESSES).unwrap();
+        let ca = X509::from_pem(&std::fs::read(&pki.ca_cert).unwrap()).unwrap();
+        let password = std::fs::read_to_string(&pki.password_file).unwrap();
+        assert_ne!(pki.accounts[0].telematik_id, pki.accounts[1].telematik_id);
+        for account in &pki.accounts {
+            assert_eq!(account.telematik_id, telematik_id_of(&account.address));
+            assert_eq!(
+                account.telematik_id.len(),
+                TELEMATIK_ID_PREFIX.len() + TELEMATIK_ID_HEX_DIGITS
+            );
+            let pem = std::fs::read(pki.directory.join(format!("{}.pem", account.address)));
+            let enc = X509::from_pem(&pem.unwrap()).unwrap();
+            assert_eq!(
+                admission::telematik_id(&enc).as_deref(),
+                Some(account.telematik_id.as_str())
+            );
+            let p12 = std::fs::read(&account.signing_pkcs12).unwrap();
+            let sig = Pkcs12::from_der(&p12)
+                .unwrap()
+                .parse2(password.trim())
+                .unwrap()
+                .cert
+                .unwrap();
+            assert_eq!(
+                admission::telematik_id(&sig).as_deref(),
+                Some(account.telematik_id.as_str())
+            );
+        }
+
+        let address = ADDRESSES[1];
+        let before = std::fs::read(pki.directory.join(format!("{address}.pem"))).unwrap();
+        let extra = extra_encryption_cert(dir.path(), address, "1-other").unwrap();
+        assert_eq!(admission::telematik_id(&extra).as_deref(), Some("1-other"));
+        assert!(extra.verify(&ca.public_key().unwrap()).unwrap());
+        assert!(verifies(&extra, &ca));
+        let cn = extra
+            .subject_name()
+            .entries_by_nid(Nid::COMMONNAME)
+            .next()
+            .unwrap();
+        assert_eq!(cn.data().to_string().unwrap(), format!("{address} (ENC)"));
+        // the directory folder is untouched
+        let after = std::fs::read(pki.directory.join(format!("{address}.pem"))).unwrap();
+        assert_eq!(before, after);
+        assert_eq!(
+            std::fs::read_dir(&pki.directory).unwrap().count(),
+            ADDRESSES.len()
+        );
+    }
 }

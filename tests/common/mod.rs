@@ -3,5 +3,7 @@
 
 pub mod fake_mta;
 pub mod kimcm;
+pub mod ldap;
+pub mod mail;
 pub mod peers;
 pub mod raw;
