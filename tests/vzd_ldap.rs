@@ -4,8 +4,9 @@
 //! TTL_ENC_CERT so a directory that goes down stops no mail to known parties; the
 //! rules on `komLeData` (A_19356-06 recipients without `+` removed from a large
 //! mail with 4001, A_21387-01 an outdated Clientmodul told with 4017, A_23512 a
-//! large mail for an account without `+` gives 4018); and the directory's TLS with
-//! a client certificate when it demands one (A_21223-01).
+//! large mail for an account without `+` gives 4018); a recipient whose
+//! certificates name two Telematik-IDs gets nothing (KOM-LE-A_2178, 4005); and the
+//! directory's TLS with a client certificate when it demands one (A_21223-01).
 
 mod common;
 
@@ -14,7 +15,9 @@ use std::path::{Path, PathBuf};
 use common::kimcm::{write_file, KimCm, Sandbox};
 use common::ldap::{p, pem_certs, Slapd, SlapdTls, VzdEntry, BASE};
 use common::mail::{big_mail, fetch_as, header_value, second_kimcm, send_as};
+use kim_cm::crypto::admission::telematik_id;
 use kim_cm::testbed::ca::{make_tls_ca, TlsFiles};
+use kim_cm::testbed::pki::extra_encryption_cert;
 
 const MIB: usize = 1024 * 1024;
 
@@ -246,6 +249,68 @@ fn a_large_mail_for_an_account_without_plus_in_the_directory_gives_4018() {
         "{}",
         k.log()
     );
+}
+
+#[test]
+fn a_recipient_with_certificates_of_two_telematik_ids_gets_nothing_and_the_sender_hears_why() {
+    let sb = Sandbox::start();
+    let (alice, ..) = sb.account(0);
+    let (bob, ..) = sb.account(1);
+    let tls = tempfile::tempdir().unwrap();
+    let t = slapd_tls(tls.path());
+    let stls = SlapdTls {
+        cert: &t.server_cert,
+        key: &t.server_key,
+        client_ca: None,
+    };
+    // a second encryption certificate under bob's address, of another practice
+    let foreign = extra_encryption_cert(&pki_dir(&sb), &bob, "1-another-practice").unwrap();
+    let mut entries = vzd(&sb, Some("1.5+"), Some("1.5+"));
+    let own = openssl::x509::X509::from_der(&entries[1].child_certs[0]).unwrap();
+    assert_ne!(telematik_id(&own), telematik_id(&foreign));
+    entries[1].child_certs.push(foreign.to_der().unwrap());
+    let slapd = Slapd::start(&entries, &stls).unwrap();
+    let k = second_kimcm(&sb, |text| with_ldap(text, &slapd, &t.ca_cert, None));
+    let sealed_for_alice = |sb: &Sandbox| {
+        sb.stored_mails(&alice)
+            .iter()
+            .filter(|m| header_value(m, "X-KIM-Fehlermeldung").is_none())
+            .count()
+    };
+
+    // KOM-LE-A_2178: bob is left out, alice (also a recipient) gets the mail
+    let mail = small_mail(&sb, &bob, "two-ids");
+    let (code, err) = send_as(&sb, 0, &smtp(&k), &mail, &[&bob, &alice]);
+    assert_eq!(code, 0, "{err}\n{}", k.log());
+    assert!(sb.stored_mails(&bob).is_empty(), "bob got nothing");
+    assert_eq!(sealed_for_alice(&sb), 1);
+    // KOM-LE-A_2192-01: the sender is told, in a DSN
+    let told = reports(&sb, &alice, "4005");
+    assert_eq!(told.len(), 1, "the sender hears of it");
+    assert!(
+        told[0].contains(&format!("Final-Recipient: rfc822; {bob}")),
+        "{}",
+        told[0]
+    );
+    assert!(told[0].contains("report-type=delivery-status"));
+    assert!(!told[0].contains("application/pkcs7-mime"));
+
+    // the same through the KAS (a large mail)
+    let large = big_mail(sb.dir.path(), &alice, &bob, 16 * MIB, "");
+    let (code, err) = send_as(&sb, 0, &smtp(&k), &large, &[&bob, &alice]);
+    assert_eq!(code, 0, "{err}\n{}", k.log());
+    assert!(sb.stored_mails(&bob).is_empty());
+    assert_eq!(sealed_for_alice(&sb), 2);
+    assert_eq!(reports(&sb, &alice, "4005").len(), 2);
+
+    // bob alone: nobody left, a temporary error, and the report again
+    let (code, err) = send_as(&sb, 0, &smtp(&k), &mail, &[&bob]);
+    assert_ne!(code, 0);
+    assert!(err.contains("451 4.3.4"), "{err}");
+    assert!(err.contains("Telematik-IDs"), "{err}");
+    assert_eq!(reports(&sb, &alice, "4005").len(), 3);
+    assert!(sb.stored_mails(&bob).is_empty());
+    assert!(k.log().contains("KOM-LE-A_2178"), "one log line says why");
 }
 
 #[test]

@@ -1,9 +1,10 @@
 //! The delivery status notifications a Clientmodul sends its own user: when a mail
 //! could not be encrypted for every recipient (KOM-LE-A_2024-01, 4004), when its
 //! mail data could not be stored on the KAS (A_19363-03, 4002), when recipients of
-//! a large mail were removed for their KIM version (A_19356-06, 4001), and when
-//! the directory names a newer Clientmodul version than this one (A_21387-01, 4017). Unsigned and
-//! unencrypted, an RFC 3464 `multipart/report` with `X-KIM-Fehlermeldung`
+//! a large mail were removed for their KIM version (A_19356-06, 4001), when a
+//! recipient's encryption certificates name different Telematik-IDs
+//! (KOM-LE-A_2192-01, 4005), and when the directory names a newer Clientmodul
+//! version than this one (A_21387-01, 4017). Unsigned and unencrypted, an RFC 3464 `multipart/report` with `X-KIM-Fehlermeldung`
 //! (A_20650-05), sent through the Fachdienst like any mail (gemSpec_CM_KOMLE
 //! 3.3.4: "über eine im Clientmodul generierte und an den MTA übermittelte E-Mail").
 //!
@@ -32,6 +33,12 @@ pub const SUBJECT_KAS: &str =
 pub const RECIPIENT_REMOVED_VERSION: &str = "4001";
 /// The subject of the 4001 notification.
 pub const SUBJECT_VERSION: &str = "Empfänger entfernt, wegen falscher KIM-Version";
+/// A_20650-05: "Für einen Empfänger existieren mehrere Verschlüsselungszertifikate
+/// mit unterschiedlichen Telematik-IDs".
+pub const TELEMATIK_ID_CONFLICT: &str = "4005";
+/// The subject of the 4005 notification.
+pub const SUBJECT_TELEMATIK_ID: &str =
+    "Für einen Empfänger existieren mehrere Verschlüsselungszertifikate mit unterschiedlichen Telematik-IDs";
 /// A_20650-05: "KOM-LE-Version des Clientmoduls kleiner als im VZD".
 pub const CM_OUTDATED: &str = "4017";
 /// The subject of the 4017 notification (A_21387-01: it says the Clientmodul is
@@ -121,6 +128,36 @@ mails and did not get it.\r\n"
         status: "5.3.4",
         action: "failed",
         diagnostic: "552 5.3.4 the recipient's KIM version does not receive large mails",
+    };
+    report.build(sender, removed, original_head, reporting, now)
+}
+
+/// KOM-LE-A_2178, KOM-LE-A_2192-01: `removed` did not get the mail, because the
+/// directory holds encryption certificates of different Telematik-IDs for each of
+/// them, so which practice would read it is unclear.
+pub fn telematik_conflict(
+    sender: &str,
+    removed: &[String],
+    original_head: &[u8],
+    reporting: &str,
+    now: OffsetDateTime,
+) -> Vec<u8> {
+    let list: String = removed.iter().map(|r| format!("  {r}\r\n")).collect();
+    let text = format!(
+        "Ihre Nachricht wurde an die folgenden Empfänger nicht versendet, weil für sie im\r\n\
+Verzeichnisdienst mehrere Verschlüsselungszertifikate mit unterschiedlichen\r\n\
+Telematik-IDs stehen:\r\n\r\n{list}\r\n\
+Bitte klären Sie die Adresse mit dem Empfänger.\r\n\
+Your message was not sent to the recipients above: the directory holds encryption\r\n\
+certificates of different Telematik-IDs for them.\r\n"
+    );
+    let report = Report {
+        code: TELEMATIK_ID_CONFLICT,
+        subject: SUBJECT_TELEMATIK_ID,
+        text: &text,
+        status: STATUS,
+        action: "failed",
+        diagnostic: "550 5.7.5 encryption certificates of different Telematik-IDs",
     };
     report.build(sender, removed, original_head, reporting, now)
 }

@@ -18,6 +18,7 @@ use time::OffsetDateTime;
 
 use super::seal::{self, SealRefusal};
 use super::{dsn, forward, header, kas, wrap};
+use crate::crypto::admission;
 use crate::crypto::sealer::SoftwareSealer;
 use crate::crypto::software::SoftwareKeys;
 use crate::directory::{Directory, DirectoryError, KimVersion, Source};
@@ -90,7 +91,7 @@ pub struct Refusal {
     pub status: &'static str,
     pub text: String,
     /// Mails for the sender that go upstream although the mail did not (the 4002
-    /// DSN, A_19363-03).
+    /// DSN, A_19363-03, and the notices of the directory's rules).
     pub notices: Vec<Vec<u8>>,
 }
 
@@ -102,6 +103,14 @@ impl Refusal {
             text: text.into(),
             notices: Vec::new(),
         }
+    }
+
+    /// The refusal with the notices of earlier steps in front of its own: a
+    /// notice once decided (4017, 4005, 4001) goes out whatever fails later.
+    fn preceded_by(mut self, mut earlier: Vec<Vec<u8>>) -> Refusal {
+        earlier.append(&mut self.notices);
+        self.notices = earlier;
+        self
     }
 
     fn local(what: &str) -> Refusal {
@@ -197,11 +206,19 @@ impl SendPipeline {
         }
         has_keys(&setup, account)?;
         let found = lookup(&setup.directory, account, recipients).await?;
-        let outdated = self.outdated_notice(sub, &found, header::split(&bytes).0);
-        let (sealed, mut notices) = self
-            .seal(&setup, sub, bytes, found.certs, Version::Small)
-            .await?;
-        notices.extend(outdated);
+        let (kept, mut notices) = self.screen(sub, &found, header::split(&bytes).0, false)?;
+        let kept_sub = Submission {
+            recipients: &kept,
+            ..*sub
+        };
+        let sealed = self
+            .seal(&setup, &kept_sub, bytes, found.certs, Version::Small)
+            .await;
+        let (sealed, sealing_notices) = match sealed {
+            Ok(s) => s,
+            Err(r) => return Err(r.preceded_by(notices)),
+        };
+        notices.extend(sealing_notices);
         Ok(Outgoing {
             mail_from: mail_from.to_string(),
             recipients: sealed.recipients,
@@ -284,31 +301,7 @@ impl SendPipeline {
         }
         has_keys(setup, account)?;
         let found = lookup(&setup.directory, account, sub.recipients).await?;
-        let mut notices = self.outdated_notice(sub, &found, &head);
-        // A_19356-06: only recipients whose Clientmodul takes large mails get it
-        let (kept, removed) = large_mail_recipients(sub.recipients, &found.versions);
-        if !removed.is_empty() {
-            tracing::warn!(%account, removed = %removed.join(","), "recipients removed: their KIM version receives no large mails (A_19356-06)");
-            notices.push(dsn::version_removed(
-                account,
-                &removed,
-                &head,
-                &self.reporting_name,
-                OffsetDateTime::now_utc(),
-            ));
-        }
-        if kept.is_empty() {
-            let mut r = Refusal::new(
-                451,
-                "4.3.4",
-                format!(
-                    "No recipient can receive large KIM mails ({}: KIM version without '+' in the directory); the mail was not sent",
-                    removed.join(", ")
-                ),
-            );
-            r.notices = notices;
-            return Err(r);
-        }
+        let (kept, mut notices) = self.screen(sub, &found, &head, true)?;
         let kept_sub = Submission {
             recipients: &kept,
             ..*sub
@@ -403,7 +396,7 @@ impl SendPipeline {
             Ok(s) => s,
             Err(r) => {
                 self.withdraw(&uploaded.link, account, sub.password).await;
-                return Err(r);
+                return Err(r.preceded_by(notices));
             }
         };
         notices.extend(sealing_notices);
@@ -415,6 +408,71 @@ impl SendPipeline {
             unreachable: sealed.unreachable,
             kas_link: Some(uploaded.link),
         })
+    }
+
+    /// The directory's rules on who gets the mail: A_21387-01 (the 4017 notice),
+    /// KOM-LE-A_2178 (recipients with certificates of different Telematik-IDs are
+    /// removed, 4005) and, for a `large` mail, A_19356-06 (recipients whose KIM
+    /// version has no `+` are removed, 4001). Returns the recipients that keep the
+    /// mail and the notices for the sender; with none left the client gets 451 and
+    /// the notices still go out.
+    fn screen(
+        &self,
+        sub: &Submission<'_>,
+        found: &Found,
+        head: &[u8],
+        large: bool,
+    ) -> Result<(Vec<String>, Vec<Vec<u8>>), Refusal> {
+        let account = sub.account;
+        let now = OffsetDateTime::now_utc();
+        let mut notices = self.outdated_notice(sub, found, head);
+        let mut why_not = Vec::new();
+        let (mut kept, conflicting) = telematik_conflicts(sub.recipients, &found.certs);
+        if !conflicting.is_empty() {
+            let list = conflicting.join(", ");
+            tracing::warn!(%account, removed = %list, "recipients removed: their encryption certificates name different Telematik-IDs (KOM-LE-A_2178, 4005)");
+            notices.push(dsn::telematik_conflict(
+                account,
+                &conflicting,
+                head,
+                &self.reporting_name,
+                now,
+            ));
+            why_not.push(format!(
+                "{list}: encryption certificates of different Telematik-IDs in the directory"
+            ));
+        }
+        if large {
+            let (large_ok, removed) = large_mail_recipients(&kept, &found.versions);
+            if !removed.is_empty() {
+                let list = removed.join(", ");
+                tracing::warn!(%account, removed = %list, "recipients removed: their KIM version receives no large mails (A_19356-06, 4001)");
+                notices.push(dsn::version_removed(
+                    account,
+                    &removed,
+                    head,
+                    &self.reporting_name,
+                    now,
+                ));
+                why_not.push(format!(
+                    "{list}: KIM version without '+' in the directory, so no large mails"
+                ));
+            }
+            kept = large_ok;
+        }
+        if kept.is_empty() && !why_not.is_empty() {
+            let mut r = Refusal::new(
+                451,
+                "4.3.4",
+                format!(
+                    "No recipient can receive this mail ({}); the mail was not sent",
+                    why_not.join("; ")
+                ),
+            );
+            r.notices = notices;
+            return Err(r);
+        }
+        Ok((kept, notices))
     }
 
     /// A_21387-01: the 4017 notice when the directory names a newer KIM version for
@@ -539,6 +597,24 @@ async fn lookup(
         found.certs.insert(key, usable(entry.certs));
     }
     Ok(found)
+}
+
+/// KOM-LE-A_2178: the recipients that keep the mail, and those removed because
+/// their usable encryption certificates name more than one Telematik-ID. A
+/// certificate without an Admission extension names none and does not count.
+fn telematik_conflicts(
+    recipients: &[String],
+    certs: &HashMap<String, Vec<X509>>,
+) -> (Vec<String>, Vec<String>) {
+    recipients.iter().cloned().partition(|r| {
+        let ids: std::collections::BTreeSet<String> = certs
+            .get(&r.to_ascii_lowercase())
+            .into_iter()
+            .flatten()
+            .filter_map(admission::telematik_id)
+            .collect();
+        ids.len() <= 1
+    })
 }
 
 /// A_19356-06: the recipients that keep a large mail, and those removed because
@@ -699,5 +775,35 @@ mod tests {
         let kept = usable(vec![expired, brainpool, valid.clone(), not_yet]);
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].to_der().unwrap(), valid.to_der().unwrap());
+    }
+
+    #[test]
+    fn a_recipient_whose_certificates_name_two_telematik_ids_is_removed() {
+        use crate::testbed::pki;
+        let dir = tempfile::tempdir().unwrap();
+        let made = pki::make(dir.path(), &["a@x.de", "b@x.de", "c@x.de"]).unwrap();
+        let own = |a: &str| {
+            let pem = std::fs::read(made.directory.join(format!("{a}.pem"))).unwrap();
+            X509::stack_from_pem(&pem).unwrap()
+        };
+        let mut certs = HashMap::new();
+        certs.insert("a@x.de".to_string(), own("a@x.de"));
+        // b: its own certificate and a second one for another practice
+        let mut b = own("b@x.de");
+        b.push(pki::extra_encryption_cert(dir.path(), "b@x.de", "1-elsewhere").unwrap());
+        certs.insert("b@x.de".to_string(), b);
+        // c: two certificates of the same Telematik-ID (a card renewed) are fine
+        let mut c = own("c@x.de");
+        let c_id = made.accounts[2].telematik_id.clone();
+        c.push(pki::extra_encryption_cert(dir.path(), "c@x.de", &c_id).unwrap());
+        certs.insert("c@x.de".to_string(), c);
+        let recipients: Vec<String> = ["a@x.de", "B@x.de", "c@x.de", "d@x.de"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let (kept, removed) = telematik_conflicts(&recipients, &certs);
+        assert_eq!(removed, vec!["B@x.de".to_string()]);
+        // d has no certificate at all: that is the sealing's 4004, not 4005
+        assert_eq!(kept, vec!["a@x.de", "c@x.de", "d@x.de"]);
     }
 }
