@@ -60,6 +60,29 @@ fn a_full_kas_gets_521_and_nothing_is_sent() {
 }
 
 #[test]
+fn mail_data_over_the_kas_size_limit_get_552_and_nothing_is_sent() {
+    // the account may send 700 MiB (maxMailSize), the KAS takes only 1 MB: 413
+    let sb = Sandbox::start_with_limits(&serde_json::json!({
+        "alice@praxis-a.kim.test": {"kasMaxAttachment": 1_000_000}
+    }));
+    let (alice, ..) = sb.account(0);
+    let (bob, ..) = sb.account(1);
+    let mail = big_mail(sb.dir.path(), &alice, &bob, 16 * MIB, "");
+    let (code, err) = send_via(&sb, &sb.addr("proxy_smtp"), &mail, &bob);
+    assert_ne!(code, 0);
+    // a permanent refusal: sending again cannot help
+    assert!(err.contains("< 552 5.3.4"), "{err}");
+    assert!(err.contains("does not take mail data this large"), "{err}");
+    assert!(sb.stored_mails(&bob).is_empty());
+    assert!(
+        sb.stored_mails(&alice).is_empty(),
+        "no 4002 report: not a failure to retry"
+    );
+    assert!(kas_ids(&sb).is_empty());
+    assert!(sb.log().contains("KAS upload failed"), "{}", sb.log());
+}
+
+#[test]
 fn a_dead_kas_gets_451_and_the_sender_the_4002_report() {
     let sb = Sandbox::start();
     let (alice, ..) = sb.account(0);

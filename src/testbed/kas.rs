@@ -14,8 +14,10 @@
 //! - `DELETE /attachment/{id}` (deleteMailData): Basic auth as the uploader; 200,
 //!   401, 404.
 //!
-//! Limits per account come from `limits.json` (`kasQuota` in bytes); without one,
-//! unlimited.
+//! Limits per account come from `limits.json` (`kasQuota` in bytes; without one,
+//! unlimited; `kasMaxAttachment` in bytes, the size over which 413 comes, without
+//! one [`MAX_ATTACHMENT`]). Neither is a field of the API: they set up the
+//! simulated service.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -68,6 +70,8 @@ pub struct Kas {
     dir: PathBuf,
     users: Arc<Users>,
     quotas: HashMap<String, u64>,
+    /// Per account: attachments over this get 413 (default [`MAX_ATTACHMENT`]).
+    max_attachment: HashMap<String, u64>,
     meta: Mutex<HashMap<String, Meta>>,
     base_url: Mutex<String>,
 }
@@ -112,14 +116,17 @@ fn basic(req: &Request<Incoming>) -> Option<(String, String)> {
 
 impl Kas {
     pub fn new(dir: &Path, users: Arc<Users>, limits: &HashMap<String, serde_json::Value>) -> Kas {
-        let quotas = limits
-            .iter()
-            .filter_map(|(a, v)| Some((a.clone(), v.get("kasQuota")?.as_u64()?)))
-            .collect();
+        let per_account = |field: &str| -> HashMap<String, u64> {
+            limits
+                .iter()
+                .filter_map(|(a, v)| Some((a.to_ascii_lowercase(), v.get(field)?.as_u64()?)))
+                .collect()
+        };
         Kas {
             dir: dir.to_path_buf(),
             users,
-            quotas,
+            quotas: per_account("kasQuota"),
+            max_attachment: per_account("kasMaxAttachment"),
             meta: Mutex::new(HashMap::new()),
             base_url: Mutex::new(String::new()),
         }
@@ -245,7 +252,12 @@ impl Kas {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .ok_or_else(|| bad("the attachment part has no Content-Length"))?;
-                    if declared > MAX_ATTACHMENT {
+                    let max = self
+                        .max_attachment
+                        .get(&sender)
+                        .copied()
+                        .unwrap_or(MAX_ATTACHMENT);
+                    if declared > max {
                         return Err(error(StatusCode::PAYLOAD_TOO_LARGE, "attachment too large"));
                     }
                     let used: u64 = self
