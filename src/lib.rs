@@ -7,6 +7,7 @@ pub mod crypto;
 pub mod directory;
 pub mod http;
 pub mod kim;
+pub mod konnektor;
 pub mod limits;
 pub mod listener;
 pub mod memory;
