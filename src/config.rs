@@ -51,6 +51,29 @@ pub struct Config {
     pub directory: DirectoryConfig,
     #[serde(default)]
     pub trust: Trust,
+    /// The practice's Konnektoren, for accounts whose keys are on smart cards.
+    #[serde(default)]
+    pub konnektor: Vec<KonnektorConfig>,
+}
+
+/// One Konnektor (gemSpec_CM_KOMLE 3.8; docs/konnektor.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KonnektorConfig {
+    /// The name accounts and login names (KonnektorId, A_21457) use for it.
+    pub id: String,
+    /// `https://host[:port]/connector.sds` (KOM-LE-A_2076).
+    #[serde(deserialize_with = "de_https")]
+    pub sds_url: crate::http::url::HttpsUrl,
+    /// CA certificates (PEM) the Konnektor's server certificate must chain to
+    /// (KOM-LE-A_2070: always TLS, always verified).
+    pub ca_file: PathBuf,
+    /// Client certificate (PKCS#12) when the Konnektor demands one (KOM-LE-A_2071).
+    pub client_pkcs12: Option<PathBuf>,
+    pub client_pkcs12_password_file: Option<PathBuf>,
+    /// Basic auth instead (KOM-LE-A_2072): the user, and the file with the password.
+    pub user: Option<String>,
+    pub password_file: Option<PathBuf>,
 }
 
 /// Where recipients' encryption certificates come from.
@@ -240,6 +263,13 @@ fn de_https_url<'de, D: serde::Deserializer<'de>>(
         .map_err(serde::de::Error::custom)
 }
 
+fn de_https<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<crate::http::url::HttpsUrl, D::Error> {
+    let text = String::deserialize(d)?;
+    crate::http::url::HttpsUrl::parse(&text).map_err(serde::de::Error::custom)
+}
+
 fn implicit() -> TlsMode {
     TlsMode::Implicit
 }
@@ -277,6 +307,10 @@ pub struct Account {
     /// and the client gets the 4018 error mail.
     #[serde(default = "yes")]
     pub receive_large_mails: bool,
+    /// The `id` of the [[konnektor]] that holds this account's cards: its mails are
+    /// signed, encrypted, decrypted and verified there (KOM-LE-A_2177) instead of
+    /// with the PKCS#12 files.
+    pub konnektor: Option<String>,
 }
 
 fn yes() -> bool {
@@ -345,6 +379,28 @@ impl Config {
             );
         }
         cfg.trust.ca_file.as_mut().map(abs);
+        let mut ids = std::collections::HashSet::new();
+        for k in cfg.konnektor.iter_mut() {
+            abs(&mut k.ca_file);
+            k.client_pkcs12.as_mut().map(abs);
+            k.client_pkcs12_password_file.as_mut().map(abs);
+            k.password_file.as_mut().map(abs);
+            if !ids.insert(k.id.clone()) {
+                return Err(format!("[[konnektor]] id '{}' is listed twice", k.id));
+            }
+            if k.client_pkcs12.is_some() != k.client_pkcs12_password_file.is_some() {
+                return Err(format!(
+                    "[[konnektor]] '{}': client_pkcs12 and client_pkcs12_password_file go together",
+                    k.id
+                ));
+            }
+            if k.user.is_some() != k.password_file.is_some() {
+                return Err(format!(
+                    "[[konnektor]] '{}': user and password_file go together",
+                    k.id
+                ));
+            }
+        }
         for a in cfg.account.iter_mut() {
             a.signing_pkcs12.as_mut().map(abs);
             a.encryption_pkcs12.as_mut().map(abs);
@@ -384,6 +440,20 @@ impl Config {
                     "[[account]] '{}': signing_pkcs12 and encryption_pkcs12 go together; set both or none",
                     a.address
                 ));
+            }
+            if let Some(k) = &a.konnektor {
+                if !ids.contains(k) {
+                    return Err(format!(
+                        "[[account]] '{}': konnektor '{k}' is not a [[konnektor]] id",
+                        a.address
+                    ));
+                }
+                if a.signing_pkcs12.is_some() {
+                    return Err(format!(
+                        "[[account]] '{}': keys on the Konnektor's cards or in PKCS#12 files, not both; drop konnektor or the *_pkcs12 keys",
+                        a.address
+                    ));
+                }
             }
             let ctx = [&a.mandant_id, &a.client_system_id, &a.workplace_id];
             if ctx.iter().any(|c| c.is_some()) && !ctx.iter().all(|c| c.is_some()) {

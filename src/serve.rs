@@ -10,11 +10,14 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, Listener};
+use crate::crypto::konnektor::{KonnektorAccounts, KonnektorCrypto};
 use crate::crypto::software::{KeyError, SoftwareKeys};
 use crate::directory::cache::{Cached, TTL_ENC_CERT};
 use crate::directory::folder::FolderDirectory;
 use crate::directory::{ldap, Source};
+use crate::kim::login::CallContext;
 use crate::kim::send::{KasService, Sealing, SendPipeline, SoftwareSealing};
+use crate::konnektor::{Konnektor, KonnektorSettings, KONNEKTOR_TIMEOUT};
 use crate::listener::ListenerSettings;
 use crate::net::{tls, TlsMode};
 use crate::proxy::pop3::{Opening, Pop3Proxy};
@@ -119,6 +122,7 @@ async fn open(
 /// Keys, directory and trust anchors, read once at start.
 struct Crypto {
     keys: Arc<SoftwareKeys>,
+    konnektors: Arc<KonnektorAccounts>,
     directory: Arc<Source>,
     trust: Arc<openssl::x509::store::X509Store>,
 }
@@ -127,7 +131,8 @@ struct Crypto {
 /// (`allow_unsealed_for_testing` and no account with keys).
 fn crypto(cfg: &Config) -> Result<Option<Crypto>, StartError> {
     let keys = SoftwareKeys::from_config(cfg)?;
-    if keys.is_empty() && cfg.proxy.allow_unsealed_for_testing {
+    let konnektors = konnektors(cfg)?;
+    if keys.is_empty() && cfg.konnektor.is_empty() && cfg.proxy.allow_unsealed_for_testing {
         return Ok(None);
     }
     let directory = directory(cfg)?;
@@ -135,9 +140,61 @@ fn crypto(cfg: &Config) -> Result<Option<Crypto>, StartError> {
         .map_err(|e| StartError::Setup(format!("[trust] ca_file: {e}")))?;
     Ok(Some(Crypto {
         keys: Arc::new(keys),
+        konnektors: Arc::new(konnektors),
         directory: Arc::new(directory),
         trust: Arc::new(trust),
     }))
+}
+
+/// Every `[[konnektor]]` with verified TLS (KOM-LE-A_2070..2072), and the accounts
+/// that use one.
+fn konnektors(cfg: &Config) -> Result<KonnektorAccounts, StartError> {
+    let mut out = KonnektorAccounts::new();
+    for k in &cfg.konnektor {
+        let password = match &k.client_pkcs12_password_file {
+            Some(p) => read_password(p)?,
+            None => zeroize::Zeroizing::new(String::new()),
+        };
+        let identity = k.client_pkcs12.as_deref().map(|p| tls::ClientIdentity {
+            pkcs12: p,
+            password: &password,
+        });
+        let connector = tls::connector(&k.ca_file, identity)
+            .map_err(|e| StartError::Setup(format!("[[konnektor]] '{}' TLS: {e}", k.id)))?;
+        let basic = match (&k.user, &k.password_file) {
+            (Some(user), Some(p)) => Some(crate::konnektor::soap::Basic {
+                user: user.clone(),
+                password: read_password(p)?,
+            }),
+            _ => None,
+        };
+        let settings = KonnektorSettings {
+            sds_url: k.sds_url.clone(),
+            http: crate::http::client::HttpSettings {
+                connector: Arc::new(connector),
+                connect_timeout: cfg.proxy.connect_timeout(),
+                timeout: KONNEKTOR_TIMEOUT,
+            },
+            basic,
+        };
+        let crypto = KonnektorCrypto::new(Arc::new(Konnektor::new(settings)));
+        out.add_konnektor(&k.id, Arc::new(crypto));
+    }
+    for a in &cfg.account {
+        if let Some(id) = &a.konnektor {
+            let context = match (&a.mandant_id, &a.client_system_id, &a.workplace_id) {
+                (Some(m), Some(c), Some(w)) => Some(CallContext {
+                    mandant_id: m.clone(),
+                    client_system_id: c.clone(),
+                    workplace_id: w.clone(),
+                    user_id: None,
+                }),
+                _ => None,
+            };
+            out.add_account(&a.address, id, context);
+        }
+    }
+    Ok(out)
 }
 
 /// The directory of `[directory]`: a folder, or the VZD over LDAP with its cache.
@@ -247,17 +304,19 @@ pub async fn start(cfg: Arc<Config>) -> Result<Running, StartError> {
             for a in cfg
                 .account
                 .iter()
-                .filter(|a| c.keys.account(&a.address).is_none())
+                .filter(|a| c.keys.account(&a.address).is_none() && !c.konnektors.has(&a.address))
             {
                 tracing::warn!(account = %a.address, "no keys configured: this account can neither send nor read KIM mail");
             }
             (
                 Sealing::Software(Arc::new(SoftwareSealing {
                     keys: c.keys.clone(),
+                    konnektors: c.konnektors.clone(),
                     directory: c.directory.clone(),
                 })),
                 Opening::Software {
                     keys: c.keys,
+                    konnektors: c.konnektors,
                     trust: c.trust,
                     store,
                     kas: Arc::new(kas_fetcher),

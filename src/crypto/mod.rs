@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod kas_blob;
+pub mod konnektor;
 pub mod opener;
 pub mod sealer;
 pub mod software;

@@ -19,12 +19,14 @@ use time::OffsetDateTime;
 use super::seal::{self, SealRefusal};
 use super::{dsn, forward, header, kas, wrap};
 use crate::crypto::admission;
+use crate::crypto::konnektor::{KonnektorAccounts, KonnektorSealer};
 use crate::crypto::sealer::SoftwareSealer;
 use crate::crypto::software::SoftwareKeys;
 use crate::directory::{Directory, DirectoryError, KimVersion, Source};
 use crate::http::client::HttpSettings;
 use crate::http::kas::{add_mail_data, delete_mail_data, KasError, MailData, UploadForm};
 use crate::http::url::HttpsUrl;
+use crate::kim::login::CallContext;
 use crate::spool::Spool;
 use tokio::io::AsyncReadExt;
 
@@ -73,6 +75,10 @@ pub struct Submission<'a> {
     pub data_time_to_live_days: i64,
     /// Client mails larger than this go to the KAS (A_19357-02).
     pub kas_threshold: u64,
+    /// The Konnektor call context and KonnektorId from the login name, if it
+    /// carries them (gemSpec_CM_KOMLE 3.2.2.2).
+    pub context: Option<&'a CallContext>,
+    pub konnektor_id: Option<&'a str>,
 }
 
 /// Where the KIM Attachment Service is, and how it is reached.
@@ -122,9 +128,11 @@ impl Refusal {
     }
 }
 
-/// Keys and certificates for sealing in software.
+/// Who signs and encrypts: PKCS#12 keys in software, or for the accounts listed
+/// in `konnektors` the Konnektor (KOM-LE-A_2177); and where certificates come from.
 pub struct SoftwareSealing {
     pub keys: Arc<SoftwareKeys>,
+    pub konnektors: Arc<KonnektorAccounts>,
     pub directory: Arc<Source>,
 }
 
@@ -241,9 +249,39 @@ impl SendPipeline {
         let (account, rcpt) = (sub.account.to_string(), sub.recipients.to_vec());
         let (setup, reporting) = (setup.clone(), self.reporting_name.clone());
         let ttl = sub.data_time_to_live_days;
+        let provider =
+            match setup
+                .konnektors
+                .for_account(sub.account, sub.context, sub.konnektor_id)
+            {
+                None => None,
+                Some(Ok(k)) => Some(k),
+                Some(Err(why)) => {
+                    tracing::warn!(account = %sub.account, "cannot use the Konnektor: {why}");
+                    return Err(Refusal::new(
+                        501,
+                        "5.5.4",
+                        format!("{why}; the mail was not sent"),
+                    ));
+                }
+            };
+        let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
+            let konnektor = provider.as_ref().map(|(crypto, context)| KonnektorSealer {
+                crypto,
+                context,
+                runtime,
+            });
             seal_blocking(
-                &setup, mail, &account, &rcpt, &certs, &reporting, ttl, version,
+                &setup,
+                konnektor.as_ref(),
+                mail,
+                &account,
+                &rcpt,
+                &certs,
+                &reporting,
+                ttl,
+                version,
             )
         })
         .await
@@ -530,11 +568,11 @@ fn kas_part_refusal() -> Refusal {
 }
 
 fn has_keys(setup: &SoftwareSealing, account: &str) -> Result<(), Refusal> {
-    if setup.keys.account(account).is_none() {
+    if setup.keys.account(account).is_none() && !setup.konnektors.has(account) {
         return Err(Refusal::new(
             451,
             "4.7.0",
-            format!("No keys are configured for {account} (signing_pkcs12 and encryption_pkcs12 in its [[account]]); ask the administrator"),
+            format!("No keys are configured for {account} (konnektor, or signing_pkcs12 and encryption_pkcs12, in its [[account]]); ask the administrator"),
         ));
     }
     Ok(())
@@ -682,6 +720,7 @@ pub fn outer_fields(expires: Option<&str>, version: Version) -> wrap::OuterField
 #[allow(clippy::too_many_arguments)] // moved whole into a blocking task
 fn seal_blocking(
     setup: &SoftwareSealing,
+    konnektor: Option<&KonnektorSealer<'_>>,
     mail: Vec<u8>,
     account: &str,
     recipients: &[String],
@@ -700,9 +739,14 @@ fn seal_blocking(
             .cloned()
             .unwrap_or_default()
     };
-    let sealer = SoftwareSealer { keys: &setup.keys };
-    let sealed = seal::seal(mail, account, recipients, &lookup, &sealer, &fields)
-        .map_err(|e| seal_refusal(e, account))?;
+    let sealed = match konnektor {
+        Some(k) => seal::seal(mail, account, recipients, &lookup, k, &fields),
+        None => {
+            let sealer = SoftwareSealer { keys: &setup.keys };
+            seal::seal(mail, account, recipients, &lookup, &sealer, &fields)
+        }
+    }
+    .map_err(|e| seal_refusal(e, account))?;
     let mut notices = Vec::new();
     if !sealed.unreachable.is_empty() {
         notices.push(dsn::not_encryptable(

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use openssl::x509::store::X509Store;
 
 use crate::config::Config;
+use crate::crypto::konnektor::{KonnektorAccounts, KonnektorOpener};
 use crate::crypto::opener::SoftwareOpener;
 use crate::crypto::software::SoftwareKeys;
 use crate::directory::{Directory, Source};
@@ -60,6 +61,8 @@ pub enum Opening {
     /// kept in `store`.
     Software {
         keys: Arc<SoftwareKeys>,
+        /// The accounts whose cards are in a Konnektor (KOM-LE-A_2177).
+        konnektors: Arc<KonnektorAccounts>,
         trust: Arc<X509Store>,
         store: Arc<Store>,
         /// Mails with a KIM-Attachment structure are restored through it.
@@ -270,6 +273,7 @@ impl ProxyMailbox {
         r.map_err(|e| self.error(e))?;
         let Opening::Software {
             keys,
+            konnektors,
             trust,
             store,
             kas,
@@ -298,7 +302,29 @@ impl ProxyMailbox {
             .map_err(|e| self.error(ClientError::Spool(e)))?;
         drop(spool);
         let address = self.login.address.clone();
+        let provider = match konnektors.for_account(
+            &address,
+            self.login.context.as_ref(),
+            self.login.konnektor_id.as_deref(),
+        ) {
+            None => None,
+            Some(Ok(k)) => Some(k),
+            Some(Err(why)) => {
+                tracing::warn!(user = %address, "cannot use the Konnektor: {why}");
+                return Err(MailboxError::Refused(why));
+            }
+        };
+        let runtime = tokio::runtime::Handle::current();
         let opened = tokio::task::spawn_blocking(move || {
+            if let Some((crypto, context)) = &provider {
+                let opener = KonnektorOpener {
+                    crypto,
+                    context,
+                    trust: &trust,
+                    runtime,
+                };
+                return receive::open(received, &address, &opener);
+            }
             let none = Vec::new();
             let account_keys = keys.account(&address).map(|k| &k.encryption);
             if account_keys.is_none() {

@@ -290,6 +290,8 @@ impl Backend for SmtpProxy {
             recipients: &recipients,
             data_time_to_live_days: ttl_days,
             kas_threshold,
+            context: s.login.context.as_ref(),
+            konnektor_id: s.login.konnektor_id.as_deref(),
         };
         let out = match self.pipeline.run(&submission, mail).await {
             Ok(o) => o,

@@ -1,0 +1,388 @@
+//! The send and receive pipelines' cryptography through the Konnektor
+//! (KOM-LE-A_2177): SignDocument with the SMC-B's RSA key, EncryptDocument for
+//! every certificate, DecryptDocument with the card whose encryption certificate
+//! the mail names, VerifyDocument for the verdict.
+//!
+//! Which card: for signing the SMC-B the Konnektor shows in the sender's context
+//! (KOM-LE-A_2052); with several, the one whose encryption certificate the
+//! directory lists for the sender. For decryption the card whose C.ENC
+//! certificate has a RecipientInfo in the mail (KOM-LE-A_2059, A_2060), both SMC-B
+//! and HBA. Both choices are cached (KOM-LE-A_2061), so a mail costs one
+//! SignDocument and one EncryptDocument to send, one DecryptDocument and one
+//! VerifyDocument to open; a fault on a cached card drops it and asks again once.
+//!
+//! The pipelines call providers on blocking threads; the SOAP calls are async, so
+//! each runs on the runtime through [`tokio::runtime::Handle::block_on`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use openssl::x509::store::X509Store;
+use openssl::x509::X509;
+
+use crate::cms::{self, recipient_emails};
+use crate::kim::login::CallContext;
+use crate::kim::receive::{DecryptError, Opener, SignatureCheck, Verification};
+use crate::kim::seal::{CertFor, Sealer};
+use crate::konnektor::ops::{Card, HighLevel};
+use crate::konnektor::{Konnektor, KonnektorError};
+
+/// Card types that hold encryption keys for KIM (SMC-B for the practice, HBA for
+/// a physician).
+const DECRYPTING_CARDS: [&str; 2] = ["SMC-B", "HBA"];
+/// The Konnektor's key for KIM signatures is always RSA (KOM-LE-A_2020).
+const RSA: &str = "RSA";
+
+/// One Konnektor as crypto provider, with its card caches.
+pub struct KonnektorCrypto {
+    pub konnektor: Arc<Konnektor>,
+    /// Sender address (lower case) and context: the SMC-B's handle.
+    signing_cards: Mutex<HashMap<String, String>>,
+    /// Recipient address (lower case) and context: the decrypting cards with their
+    /// encryption certificates.
+    decrypting_cards: Mutex<HashMap<String, Vec<(String, X509)>>>,
+}
+
+fn key(address: &str, ctx: &CallContext) -> String {
+    format!(
+        "{}\u{0}{}\u{0}{}\u{0}{}\u{0}{}",
+        address.to_ascii_lowercase(),
+        ctx.mandant_id,
+        ctx.client_system_id,
+        ctx.workplace_id,
+        ctx.user_id.as_deref().unwrap_or("")
+    )
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl KonnektorCrypto {
+    pub fn new(konnektor: Arc<Konnektor>) -> KonnektorCrypto {
+        KonnektorCrypto {
+            konnektor,
+            signing_cards: Mutex::new(HashMap::new()),
+            decrypting_cards: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// KOM-LE-A_2052, A_2057: the SMC-B that signs for `sender`; `own` are the
+    /// sender's encryption certificates from the directory.
+    async fn signing_card(
+        &self,
+        ctx: &CallContext,
+        sender: &str,
+        own: &[&X509],
+    ) -> Result<String, String> {
+        let k = &self.konnektor;
+        let cards = k
+            .get_cards(ctx, Some("SMC-B"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut smcb: Vec<Card> = cards
+            .into_iter()
+            .filter(|c| c.card_type == "SMC-B")
+            .collect();
+        if smcb.is_empty() {
+            return Err("no SMC-B is inserted in the Konnektor for this context (KOM-LE-A_2057); insert the practice's card".into());
+        }
+        if smcb.len() == 1 {
+            return Ok(smcb.remove(0).handle);
+        }
+        let own_der: Vec<Vec<u8>> = own.iter().filter_map(|c| c.to_der().ok()).collect();
+        for c in &smcb {
+            let certs = k
+                .read_card_certificates(ctx, &c.handle, "C.ENC", RSA)
+                .await
+                .map_err(|e| e.to_string())?;
+            if certs
+                .iter()
+                .any(|x| x.to_der().is_ok_and(|d| own_der.contains(&d)))
+            {
+                return Ok(c.handle.clone());
+            }
+        }
+        Err(format!("{} SMC-Bs are inserted and none holds a certificate of {sender} from the directory; the Konnektor cannot tell which one signs", smcb.len()))
+    }
+
+    async fn sign(
+        &self,
+        ctx: &CallContext,
+        sender: &str,
+        content: &[u8],
+        entries: &[CertFor],
+    ) -> Result<Vec<u8>, String> {
+        let attr = attribute(entries)?;
+        let own: Vec<&X509> = entries
+            .iter()
+            .filter(|(_, a)| a.eq_ignore_ascii_case(sender))
+            .map(|(c, _)| c)
+            .collect();
+        let k = key(sender, ctx);
+        let cached = lock(&self.signing_cards).get(&k).cloned();
+        if let Some(handle) = cached {
+            match self.konnektor.sign(ctx, &handle, content, &attr).await {
+                Ok(der) => return Ok(der),
+                Err(KonnektorError::Fault { .. }) => {
+                    // the card may have been pulled and put back: a new handle
+                    tracing::info!(%sender, "the cached signing card was refused; asking the Konnektor for the cards again");
+                    lock(&self.signing_cards).remove(&k);
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        let handle = self.signing_card(ctx, sender, &own).await?;
+        let der = self
+            .konnektor
+            .sign(ctx, &handle, content, &attr)
+            .await
+            .map_err(|e| e.to_string())?;
+        lock(&self.signing_cards).insert(k, handle);
+        Ok(der)
+    }
+
+    /// The cards (and their encryption certificates) that may decrypt for
+    /// `address`, from the cache or the Konnektor (KOM-LE-A_2060).
+    async fn decrypting_cards(
+        &self,
+        ctx: &CallContext,
+        address: &str,
+        fresh: bool,
+    ) -> Result<Vec<(String, X509)>, KonnektorError> {
+        let k = key(address, ctx);
+        if !fresh {
+            if let Some(c) = lock(&self.decrypting_cards).get(&k) {
+                return Ok(c.clone());
+            }
+        }
+        let mut found = Vec::new();
+        for card in self.konnektor.get_cards(ctx, None).await? {
+            if !DECRYPTING_CARDS.contains(&card.card_type.as_str()) {
+                continue;
+            }
+            // both RSA and ECC certificates count (3.8.4); kim-cm decrypts RSA
+            match self
+                .konnektor
+                .read_card_certificates(ctx, &card.handle, "C.ENC", RSA)
+                .await
+            {
+                Ok(certs) => found.extend(certs.into_iter().map(|c| (card.handle.clone(), c))),
+                Err(KonnektorError::Fault { code, text, .. }) => {
+                    tracing::debug!(handle = %card.handle, ?code, "no encryption certificate read from this card: {text}")
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        lock(&self.decrypting_cards).insert(k, found.clone());
+        Ok(found)
+    }
+
+    async fn decrypt(
+        &self,
+        ctx: &CallContext,
+        address: &str,
+        der: &[u8],
+    ) -> Result<Vec<u8>, DecryptError> {
+        for fresh in [false, true] {
+            let cards = self
+                .decrypting_cards(ctx, address, fresh)
+                .await
+                .map_err(decrypt_error)?;
+            // KOM-LE-A_2059: the card whose certificate the mail is encrypted for
+            let Some((handle, _)) = cards.iter().find(|(_, c)| cms::addressed_to(der, c)) else {
+                if fresh {
+                    return Err(match cms::decrypt::parts_ok(der) {
+                        Ok(()) => DecryptError::KeyUnavailable,
+                        Err(_) => DecryptError::WrongFormat,
+                    });
+                }
+                continue;
+            };
+            match self.konnektor.decrypt(ctx, handle, RSA, der).await {
+                Ok(plain) => return Ok(plain),
+                Err(KonnektorError::Fault { code, text, .. }) if !fresh => {
+                    tracing::info!(%address, ?code, "the cached decrypting card was refused ({text}); asking the Konnektor for the cards again");
+                }
+                Err(e) => return Err(decrypt_error(e)),
+            }
+        }
+        Err(DecryptError::KeyUnavailable)
+    }
+}
+
+fn decrypt_error(e: KonnektorError) -> DecryptError {
+    match e {
+        KonnektorError::Unavailable(why) => {
+            tracing::warn!("the Konnektor is unavailable for decryption: {why}");
+            DecryptError::ProviderUnavailable
+        }
+        other => {
+            tracing::warn!("the Konnektor did not decrypt: {other}");
+            DecryptError::KeyUnavailable
+        }
+    }
+}
+
+/// The recipient-emails attribute of `entries` (KOM-LE-A_2027, KOM-LE-A_2115-02).
+fn attribute(entries: &[CertFor]) -> Result<Vec<u8>, String> {
+    let pairs: Vec<_> = entries
+        .iter()
+        .map(|(c, a)| (c.as_ref(), a.as_str()))
+        .collect();
+    recipient_emails::attribute(&pairs).map_err(|e| e.to_string())
+}
+
+/// Seals for one sender in its Konnektor context.
+pub struct KonnektorSealer<'a> {
+    pub crypto: &'a KonnektorCrypto,
+    pub context: &'a CallContext,
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl Sealer for KonnektorSealer<'_> {
+    fn sign(
+        &self,
+        sender: &str,
+        content: &[&[u8]],
+        entries: &[CertFor],
+    ) -> Result<Vec<u8>, String> {
+        let content = content.concat();
+        self.runtime
+            .block_on(self.crypto.sign(self.context, sender, &content, entries))
+    }
+
+    fn encrypt(&self, content: &[&[u8]], entries: &[CertFor]) -> Result<Vec<u8>, String> {
+        let attr = attribute(entries)?;
+        let certs: Vec<&X509> = entries.iter().map(|(c, _)| c).collect();
+        let content = content.concat();
+        self.runtime
+            .block_on(
+                self.crypto
+                    .konnektor
+                    .encrypt(self.context, &certs, &content, &attr),
+            )
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Opens mails for one user in its Konnektor context.
+pub struct KonnektorOpener<'a> {
+    pub crypto: &'a KonnektorCrypto,
+    pub context: &'a CallContext,
+    /// For reading the signed content locally, and the verdict when the Konnektor
+    /// cannot be asked.
+    pub trust: &'a X509Store,
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl Opener for KonnektorOpener<'_> {
+    fn recipient_emails(&self, der: &[u8]) -> Result<(Vec<String>, Vec<u8>), DecryptError> {
+        match cms::recipient_emails_of(der) {
+            Ok(Some(re)) => Ok((re.emails(), re.attribute_der)),
+            // KOM-LE-A_2107: unauthAttrs are mandatory
+            Ok(None) | Err(_) => Err(DecryptError::WrongFormat),
+        }
+    }
+
+    fn decrypt(&self, address: &str, der: Vec<u8>) -> Result<Vec<u8>, DecryptError> {
+        self.runtime
+            .block_on(self.crypto.decrypt(self.context, address, &der))
+    }
+
+    fn verify<'a>(&self, signed_der: &'a [u8]) -> Verification<'a> {
+        // the content and the signed attribute are read here; the verdict is the
+        // Konnektor's (3.8.2)
+        let local = cms::verify(signed_der, self.trust);
+        let local_check = match local.status {
+            cms::SignatureStatus::Valid => SignatureCheck::Valid,
+            cms::SignatureStatus::IntegrityViolated => SignatureCheck::IntegrityViolated,
+            cms::SignatureStatus::WrongFormat => SignatureCheck::WrongFormat,
+            cms::SignatureStatus::CertPathInvalid => SignatureCheck::CertPathInvalid,
+        };
+        let verdict = self
+            .runtime
+            .block_on(self.crypto.konnektor.verify(self.context, signed_der));
+        let check = match verdict {
+            // Tab_Verm_Sig_Prüf 07: INCONCLUSIVE (4264) counts as checked
+            Ok(v) if v.result != HighLevel::Invalid => SignatureCheck::Valid,
+            Ok(v) => match v.code {
+                Some(4253) => SignatureCheck::NoSignature,
+                Some(4112) => SignatureCheck::WrongFormat,
+                Some(4206) => SignatureCheck::CertPathInvalid,
+                _ => SignatureCheck::IntegrityViolated,
+            },
+            Err(e) => {
+                tracing::warn!(
+                    "the Konnektor did not verify the signature, kim-cm's own check stands: {e}"
+                );
+                local_check
+            }
+        };
+        // what the Konnektor calls valid must also be what kim-cm read
+        let check =
+            if check == SignatureCheck::Valid && local_check == SignatureCheck::IntegrityViolated {
+                local_check
+            } else {
+                check
+            };
+        Verification {
+            check,
+            content: local.content,
+            recipient_emails: local.recipient_emails.map(|r| r.attribute_der),
+        }
+    }
+}
+
+/// Which accounts use which Konnektor, and their default call contexts.
+#[derive(Default)]
+pub struct KonnektorAccounts {
+    by_id: HashMap<String, Arc<KonnektorCrypto>>,
+    /// Lower-case address: the Konnektor id and the context from the config.
+    accounts: HashMap<String, (String, Option<CallContext>)>,
+}
+
+impl KonnektorAccounts {
+    pub fn new() -> KonnektorAccounts {
+        KonnektorAccounts::default()
+    }
+
+    pub fn add_konnektor(&mut self, id: &str, crypto: Arc<KonnektorCrypto>) {
+        self.by_id.insert(id.to_string(), crypto);
+    }
+
+    pub fn add_account(&mut self, address: &str, konnektor_id: &str, context: Option<CallContext>) {
+        self.accounts.insert(
+            address.to_ascii_lowercase(),
+            (konnektor_id.to_string(), context),
+        );
+    }
+
+    /// Whether `address` keeps its keys on a Konnektor's cards.
+    pub fn has(&self, address: &str) -> bool {
+        self.accounts.contains_key(&address.to_ascii_lowercase())
+    }
+
+    /// The Konnektor and call context for `address`: the login name's context and
+    /// KonnektorId when it carries them (gemSpec_CM_KOMLE 3.2.2.2, A_21457), the
+    /// config's otherwise. None for an account with software keys; an error that
+    /// tells the user what is missing.
+    pub fn for_account(
+        &self,
+        address: &str,
+        login_context: Option<&CallContext>,
+        login_konnektor: Option<&str>,
+    ) -> Option<Result<(Arc<KonnektorCrypto>, CallContext), String>> {
+        let (id, configured) = self.accounts.get(&address.to_ascii_lowercase())?;
+        let id = login_konnektor.unwrap_or(id);
+        let Some(crypto) = self.by_id.get(id) else {
+            return Some(Err(format!(
+                "the login names Konnektor '{id}', which is not configured ([[konnektor]] id)"
+            )));
+        };
+        let Some(ctx) = login_context.or(configured.as_ref()) else {
+            return Some(Err(format!("no Konnektor context for {address}: log in as address#server#MandantId#ClientSystemId#WorkplaceId or set them in its [[account]]")));
+        };
+        Some(Ok((crypto.clone(), ctx.clone())))
+    }
+}
