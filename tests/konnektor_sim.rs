@@ -262,7 +262,7 @@ fn the_konnektor_simulator_speaks_the_wire_contract() {
         let (s, t) = c.soap(Operation::GetCards, &requests::get_cards(&bad, None));
         assert_eq!(s, 500, "{t}");
         assert_eq!(code(&t), Some(expected), "{t}");
-        assert_eq!(find(&t, soap::NS_SOAP, "Fault").is_some(), true);
+        assert!(find(&t, soap::NS_SOAP, "Fault").is_some());
     }
     // an unknown card handle
     let (s, t) = c.soap(

@@ -212,7 +212,7 @@ fn get_cards(sim: &KonnektorSim, faults: &Faults, req: Node<'_, '_>) -> Result<A
     for (slot, c) in sim.cards.iter().enumerate() {
         let c = &c.card;
         if c.mandant != mandant
-            || faults.removed_cards.iter().any(|h| *h == c.handle)
+            || faults.removed_cards.contains(&c.handle)
             || wanted.as_deref().is_some_and(|t| t != c.card_type)
         {
             continue;
@@ -488,7 +488,7 @@ fn get_pin_status(
         return Err(syntax(format!("PinTyp {pin} is not known")));
     }
     card(sim, faults, &mandant, &handle, false)?;
-    let body = if faults.pin_not_verified.iter().any(|h| *h == handle) {
+    let body = if faults.pin_not_verified.contains(&handle) {
         "<CARD:PinStatus>VERIFIABLE</CARD:PinStatus><CARD:LeftTries>3</CARD:LeftTries>"
     } else {
         "<CARD:PinStatus>VERIFIED</CARD:PinStatus>"
