@@ -4,6 +4,7 @@
 pub mod ca;
 pub mod fachdienst;
 pub mod kas;
+pub mod konnektor;
 pub mod limits;
 pub mod mailstore;
 pub mod pki;

@@ -3,6 +3,7 @@
 
 pub mod fake_mta;
 pub mod kimcm;
+pub mod konnektor_schema;
 pub mod ldap;
 pub mod mail;
 pub mod peers;
