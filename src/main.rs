@@ -40,6 +40,10 @@ enum Command {
         /// Send one mail through the proxy, fetch it back, print it and exit.
         #[arg(long)]
         demo: bool,
+        /// Keep the practices' keys on smart cards in a simulated Konnektor (SOAP
+        /// over TLS) instead of in PKCS#12 files.
+        #[arg(long)]
+        konnektor: bool,
     },
     /// Work on one KIM mail: `open` it as the POP3 side would deliver it, or `seal` a
     /// mail as the SMTP side would send it.
@@ -182,6 +186,7 @@ fn main() -> ExitCode {
             data_dir,
             any_ports,
             demo,
+            konnektor,
         } => {
             init_logging(LogFormat::Text, if demo { "warn" } else { "info" });
             let ports = if any_ports {
@@ -190,7 +195,12 @@ fn main() -> ExitCode {
                 sandbox::Ports::DEFAULT
             };
             rt.block_on(async {
-                let sb = match sandbox::start(&data_dir, ports).await {
+                let backend = if konnektor {
+                    sandbox::Backend::Konnektor
+                } else {
+                    sandbox::Backend::Software
+                };
+                let sb = match sandbox::start(&data_dir, ports, backend).await {
                     Ok(s) => s,
                     Err(e) => {
                         eprintln!("kim-cm: cannot start the sandbox: {e}");

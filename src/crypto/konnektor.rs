@@ -184,13 +184,26 @@ impl KonnektorCrypto {
         address: &str,
         der: &[u8],
     ) -> Result<Vec<u8>, DecryptError> {
+        // KOM-LE-A_2059: the card whose certificate recipient-emails names for this
+        // address and the mail has a RecipientInfo for. A card of the sender in the
+        // same Konnektor also has one, and must not be used (KOM-LE-A_2045).
+        let named = match cms::recipient_emails_of(der) {
+            Ok(Some(re)) => re,
+            Ok(None) | Err(_) => return Err(DecryptError::WrongFormat),
+        };
+        let fits = |c: &X509| {
+            named
+                .for_cert(c)
+                .iter()
+                .any(|e| e.email.eq_ignore_ascii_case(address))
+                && cms::addressed_to(der, c)
+        };
         for fresh in [false, true] {
             let cards = self
                 .decrypting_cards(ctx, address, fresh)
                 .await
                 .map_err(decrypt_error)?;
-            // KOM-LE-A_2059: the card whose certificate the mail is encrypted for
-            let Some((handle, _)) = cards.iter().find(|(_, c)| cms::addressed_to(der, c)) else {
+            let Some((handle, _)) = cards.iter().find(|(_, c)| fits(c)) else {
                 if fresh {
                     return Err(match cms::decrypt::parts_ok(der) {
                         Ok(()) => DecryptError::KeyUnavailable,

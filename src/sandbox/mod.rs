@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::serve::{self, Running};
 use crate::testbed::ca;
 use crate::testbed::fachdienst::{self, Fachdienst};
+use crate::testbed::konnektor::{self, RunningSim, SimConfig, SimContext};
 use crate::testbed::pki::{self, TestPki};
 
 /// The sandbox's accounts: two practices.
@@ -59,6 +60,9 @@ pub struct SandboxInfo {
     pub ca_file: PathBuf,
     pub config_file: PathBuf,
     pub accounts: Vec<SandboxAccount>,
+    /// The simulated Konnektor's folder (faults.json, requests/), when it runs.
+    #[serde(default)]
+    pub konnektor_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -69,17 +73,36 @@ pub struct SandboxAccount {
     pub pop3_user: String,
 }
 
+/// Where the sandbox's practices keep their keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// PKCS#12 files read by kim-cm.
+    Software,
+    /// Smart cards in the simulated Konnektor (KOM-LE-A_2177), reached over SOAP.
+    Konnektor,
+}
+
+/// The Konnektor context of the sandbox's login names (SANDBOX_CONTEXT).
+const SANDBOX_MANDANT: &str = "1";
+const SANDBOX_CLIENT_SYSTEM: &str = "KOM_LE";
+const SANDBOX_WORKPLACE: &str = "7";
+/// The `[[konnektor]]` id in the sandbox's config.
+const SANDBOX_KONNEKTOR_ID: &str = "sandbox";
+
 /// A running sandbox. Dropping it stops everything.
 pub struct Sandbox {
     pub info: SandboxInfo,
     pub fachdienst: Fachdienst,
+    pub konnektor: Option<RunningSim>,
     _proxy: Running,
 }
 
-/// Starts the simulated Fachdienst and the proxy in `data_dir`.
+/// Starts the simulated Fachdienst (and, for [`Backend::Konnektor`], the simulated
+/// Konnektor) and the proxy in `data_dir`.
 pub async fn start(
     data_dir: &Path,
     ports: Ports,
+    backend: Backend,
 ) -> Result<Sandbox, Box<dyn std::error::Error + Send + Sync>> {
     std::fs::create_dir_all(data_dir)?;
     let data_dir = data_dir.canonicalize()?;
@@ -103,9 +126,26 @@ pub async fn start(
 
     // the practices' keys and the directory of encryption certificates
     let pki = pki::make(&data_dir.join("pki"), &SANDBOX_ACCOUNTS)?;
+    let konnektor = match backend {
+        Backend::Software => None,
+        Backend::Konnektor => {
+            let password = std::fs::read_to_string(&pki.password_file)?;
+            let context = SimContext {
+                mandant: SANDBOX_MANDANT.into(),
+                client_system: SANDBOX_CLIENT_SYSTEM.into(),
+                workplace: SANDBOX_WORKPLACE.into(),
+            };
+            let config = SimConfig::from_pki(&pki, password.trim(), context);
+            Some(konnektor::start(&data_dir.join("konnektor"), config).await?)
+        }
+    };
     // the proxy, from a real config file
     let config_file = data_dir.join("kim-cm.toml");
-    std::fs::write(&config_file, sandbox_config(&data_dir, ports, &fd, &pki))?;
+    let mut text = sandbox_config(&data_dir, ports, &fd, &pki);
+    if let Some(k) = &konnektor {
+        text = with_konnektor(&text, k);
+    }
+    std::fs::write(&config_file, text)?;
     let cfg = Arc::new(Config::load(&config_file)?);
     let proxy = serve::start(cfg).await?;
 
@@ -127,6 +167,7 @@ pub async fn start(
         ca_file: fd.tls.ca_cert.clone(),
         config_file,
         accounts,
+        konnektor_dir: konnektor.as_ref().map(|k| k.dir.clone()),
     };
     ca::write_private(
         &data_dir.join("sandbox.json"),
@@ -135,8 +176,33 @@ pub async fn start(
     Ok(Sandbox {
         info,
         fachdienst: fd,
+        konnektor,
         _proxy: proxy,
     })
+}
+
+/// The config with the accounts' keys on the simulated Konnektor's cards instead
+/// of in PKCS#12 files.
+fn with_konnektor(config: &str, k: &RunningSim) -> String {
+    let mut out = String::new();
+    for line in config.lines() {
+        if line.starts_with("signing_pkcs12 = ") {
+            out.push_str(&format!("konnektor = \"{SANDBOX_KONNEKTOR_ID}\"\n"));
+        } else if line.starts_with("encryption_pkcs12 = ")
+            || line.starts_with("pkcs12_password_file = ")
+        {
+            continue;
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out.push_str(&format!(
+        "\n# the practices' cards: the simulated Konnektor\n[[konnektor]]\nid = \"{SANDBOX_KONNEKTOR_ID}\"\nsds_url = \"{}\"\nca_file = \"{}\"\n",
+        k.sds_url,
+        k.tls_ca.display()
+    ));
+    out
 }
 
 /// The proxy's config against `fd`, as an admin would write it.
@@ -165,7 +231,7 @@ pub fn sandbox_config(data_dir: &Path, ports: Ports, fd: &Fachdienst, pki: &Test
     for a in &pki.accounts {
         s.push_str(&format!(
             "\n[[account]]\naddress = \"{addr}\"\nsmtp_server = \"{fd_smtp}\"\npop3_server = \"{fd_pop3}\"\n\
-             mandant_id = \"1\"\nclient_system_id = \"KOM_LE\"\nworkplace_id = \"7\"\n\
+             mandant_id = \"{SANDBOX_MANDANT}\"\nclient_system_id = \"{SANDBOX_CLIENT_SYSTEM}\"\nworkplace_id = \"{SANDBOX_WORKPLACE}\"\n\
              signing_pkcs12 = \"{sig}\"\nencryption_pkcs12 = \"{enc}\"\npkcs12_password_file = \"{pw}\"\n",
             addr = a.address,
             sig = a.signing_pkcs12.display(),
