@@ -74,6 +74,8 @@ pub struct KonnektorConfig {
     /// Basic auth instead (KOM-LE-A_2072): the user, and the file with the password.
     pub user: Option<String>,
     pub password_file: Option<PathBuf>,
+    /// Seconds one call may take (default KONNEKTOR_TIMEOUT, 60).
+    pub timeout_secs: Option<u64>,
 }
 
 /// Where recipients' encryption certificates come from.
@@ -526,6 +528,35 @@ mod tests {
         let e =
             Config::parse(&format!("{MIN}{acc}mandant_id = \"1\"\n"), Path::new(".")).unwrap_err();
         assert!(e.contains("go together"), "{e}");
+    }
+
+    #[test]
+    fn an_account_uses_a_configured_konnektor_or_its_pkcs12_files() {
+        let k = "[[konnektor]]\nid = \"k1\"\nsds_url = \"https://konnektor:443/connector.sds\"\nca_file = \"k.pem\"\n";
+        let acc = "[[account]]\naddress = \"a@b.de\"\nsmtp_server = \"mta:465\"\npop3_server = \"pop:995\"\n";
+        let cfg = Config::parse(
+            &format!("{MIN}{k}{acc}konnektor = \"k1\"\n"),
+            Path::new("/etc/kim-cm"),
+        )
+        .unwrap();
+        assert_eq!(cfg.account[0].konnektor.as_deref(), Some("k1"));
+        assert_eq!(cfg.konnektor[0].ca_file, Path::new("/etc/kim-cm/k.pem"));
+        for (text, says) in [
+            (format!("{MIN}{k}{acc}konnektor = \"k2\"\n"), "not a [[konnektor]] id"),
+            (
+                format!("{MIN}{k}{acc}konnektor = \"k1\"\nsigning_pkcs12 = \"s.p12\"\nencryption_pkcs12 = \"e.p12\"\n"),
+                "not both",
+            ),
+            (format!("{MIN}{k}{k}"), "listed twice"),
+            (format!("{MIN}{k}user = \"cm\"\n"), "user and password_file go together"),
+            (
+                format!("{MIN}[[konnektor]]\nid = \"k\"\nsds_url = \"http://k/connector.sds\"\nca_file = \"k.pem\"\n"),
+                "only https",
+            ),
+        ] {
+            let e = Config::parse(&text, Path::new("/")).unwrap_err();
+            assert!(e.contains(says), "{text}: {e}");
+        }
     }
 
     #[test]

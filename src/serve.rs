@@ -173,7 +173,10 @@ fn konnektors(cfg: &Config) -> Result<KonnektorAccounts, StartError> {
             http: crate::http::client::HttpSettings {
                 connector: Arc::new(connector),
                 connect_timeout: cfg.proxy.connect_timeout(),
-                timeout: KONNEKTOR_TIMEOUT,
+                timeout: k
+                    .timeout_secs
+                    .map(Duration::from_secs)
+                    .unwrap_or(KONNEKTOR_TIMEOUT),
             },
             basic,
         };

@@ -4,8 +4,8 @@
 //! the mail names, VerifyDocument for the verdict.
 //!
 //! Which card: for signing the SMC-B the Konnektor shows in the sender's context
-//! (KOM-LE-A_2052); with several, the one whose encryption certificate the
-//! directory lists for the sender. For decryption the card whose C.ENC
+//! (KOM-LE-A_2052) whose encryption certificate the directory lists for the
+//! sender, so a Konnektor shared by two practices never signs with the other's. For decryption the card whose C.ENC
 //! certificate has a RecipientInfo in the mail (KOM-LE-A_2059, A_2060), both SMC-B
 //! and HBA. Both choices are cached (KOM-LE-A_2061), so a mail costs one
 //! SignDocument and one EncryptDocument to send, one DecryptDocument and one
@@ -87,7 +87,8 @@ impl KonnektorCrypto {
         if smcb.is_empty() {
             return Err("no SMC-B is inserted in the Konnektor for this context (KOM-LE-A_2057); insert the practice's card".into());
         }
-        if smcb.len() == 1 {
+        // without the sender's certificates there is nothing to match: one card only
+        if own.is_empty() && smcb.len() == 1 {
             return Ok(smcb.remove(0).handle);
         }
         let own_der: Vec<Vec<u8>> = own.iter().filter_map(|c| c.to_der().ok()).collect();
@@ -103,7 +104,7 @@ impl KonnektorCrypto {
                 return Ok(c.handle.clone());
             }
         }
-        Err(format!("{} SMC-Bs are inserted and none holds a certificate of {sender} from the directory; the Konnektor cannot tell which one signs", smcb.len()))
+        Err(format!("no inserted SMC-B holds a certificate of {sender} from the directory (KOM-LE-A_2057); insert the practice's card"))
     }
 
     async fn sign(
@@ -397,5 +398,34 @@ impl KonnektorAccounts {
             return Some(Err(format!("no Konnektor context for {address}: log in as address#server#MandantId#ClientSystemId#WorkplaceId or set them in its [[account]]")));
         };
         Some(Ok((crypto.clone(), ctx.clone())))
+    }
+}
+
+impl KonnektorAccounts {
+    /// Tab_SMTP_Verbindung, Tab_POP3_Verbindung: when the Konnektor refuses the
+    /// login's call context (4004-4006), the client's login fails (`501`, `-ERR`).
+    /// The error says what to fix. A Konnektor that cannot be reached does not stop
+    /// the login: the mails that need it get their own errors.
+    pub async fn check_login(
+        &self,
+        address: &str,
+        login_context: Option<&CallContext>,
+        login_konnektor: Option<&str>,
+    ) -> Result<(), String> {
+        let Some(found) = self.for_account(address, login_context, login_konnektor) else {
+            return Ok(());
+        };
+        let (crypto, ctx) = found?;
+        match crypto.konnektor.get_cards(&ctx, None).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_context_error() => {
+                tracing::warn!(%address, mandant = %ctx.mandant_id, client_system = %ctx.client_system_id, workplace = %ctx.workplace_id, "login refused: the Konnektor does not know this call context: {e}");
+                Err(format!("the Konnektor refuses the call context MandantId/ClientSystemId/WorkplaceId ({e}); fix the user name or the Konnektor's Infomodell"))
+            }
+            Err(e) => {
+                tracing::warn!(%address, "the Konnektor could not check the login's context: {e}");
+                Ok(())
+            }
+        }
     }
 }

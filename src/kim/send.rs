@@ -163,6 +163,14 @@ impl SendPipeline {
         }
     }
 
+    /// The accounts whose keys are in a Konnektor, if mails are sealed at all.
+    pub fn konnektors(&self) -> Option<&KonnektorAccounts> {
+        match &self.sealing {
+            Sealing::Software(s) => Some(&s.konnektors),
+            Sealing::Unsealed => None,
+        }
+    }
+
     /// Turns the client's mail into the mail for the MTA.
     pub async fn run(&self, sub: &Submission<'_>, mut mail: Spool) -> Result<Outgoing, Refusal> {
         let (account, mail_from, recipients) = (sub.account, sub.mail_from, sub.recipients);

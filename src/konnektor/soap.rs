@@ -48,10 +48,11 @@ pub async fn exchange(
     s: &HttpSettings,
     operation: &'static str,
 ) -> Result<(StatusCode, Bytes), KonnektorError> {
+    // the connection has its own connect timeout; the exchange gets `s.timeout`
+    let (mut sender, driver) = connect(url, s)
+        .await
+        .map_err(|why| KonnektorError::Unavailable(format!("{url}: {why}")))?;
     let work = async {
-        let (mut sender, driver) = connect(url, s)
-            .await
-            .map_err(|why| KonnektorError::Unavailable(format!("{url}: {why}")))?;
         let protocol = |why: String| KonnektorError::Protocol { operation, why };
         let mut req = Request::builder()
             .uri(&url.path)
@@ -85,17 +86,16 @@ pub async fn exchange(
             .await
             .map_err(|e| KonnektorError::Unavailable(format!("{url}: reading the answer: {e}")))?
             .to_bytes();
-        driver.abort();
         Ok((status, answer))
     };
-    tokio::time::timeout(s.connect_timeout + s.timeout, work)
-        .await
-        .map_err(|_| {
-            KonnektorError::Unavailable(format!(
-                "{url}: no answer to {operation} within {} s",
-                (s.connect_timeout + s.timeout).as_secs()
-            ))
-        })?
+    let r = tokio::time::timeout(s.timeout, work).await;
+    driver.abort();
+    r.map_err(|_| {
+        KonnektorError::Unavailable(format!(
+            "{url}: no answer to {operation} within {} s",
+            s.timeout.as_secs()
+        ))
+    })?
 }
 
 /// The body element of a SOAP answer, parsed, for `read`; a fault becomes

@@ -182,6 +182,16 @@ impl Backend for Pop3Proxy {
         _client: &ClientInfo,
     ) -> Result<ProxyMailbox, LoginRefused> {
         let (login, server) = self.resolve(user)?;
+        if let Opening::Software { konnektors, .. } = &self.opening {
+            konnektors
+                .check_login(
+                    &login.address,
+                    login.context.as_ref(),
+                    login.konnektor_id.as_deref(),
+                )
+                .await
+                .map_err(|why| LoginRefused::new(format!("[AUTH] {why}")))?;
+        }
         let mut upstream = Pop3Client::connect(&server, &self.client)
             .await
             .map_err(|e| {

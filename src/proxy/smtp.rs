@@ -239,6 +239,15 @@ impl Backend for SmtpProxy {
         _client: &ClientInfo,
     ) -> Result<ProxySession, Reply> {
         let (login, server) = self.resolve(&creds.user)?;
+        if let Some(k) = self.pipeline.konnektors() {
+            k.check_login(
+                &login.address,
+                login.context.as_ref(),
+                login.konnektor_id.as_deref(),
+            )
+            .await
+            .map_err(|why| Reply::new(501, format!("5.5.4 {why}")))?;
+        }
         let upstream = self
             .connect(&server, &login.address, &creds.password)
             .await?;

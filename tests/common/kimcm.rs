@@ -152,12 +152,25 @@ impl Sandbox {
         Self::start_with(env, None)
     }
 
+    /// A sandbox whose practices keep their keys in the simulated Konnektor.
+    pub fn start_konnektor() -> Sandbox {
+        Self::start_args(&[], None, &["--konnektor"])
+    }
+
     /// A sandbox whose AccountLimit service answers with `limits` (address → object).
     pub fn start_with_limits(limits: &serde_json::Value) -> Sandbox {
         Self::start_with(&[], Some(limits))
     }
 
     fn start_with(env: &[(&str, &str)], limits: Option<&serde_json::Value>) -> Sandbox {
+        Self::start_args(env, limits, &[])
+    }
+
+    fn start_args(
+        env: &[(&str, &str)],
+        limits: Option<&serde_json::Value>,
+        args: &[&str],
+    ) -> Sandbox {
         let dir = tempfile::tempdir().expect("temp dir");
         if let Some(l) = limits {
             let fd = dir.path().join("sb").join("fachdienst");
@@ -168,7 +181,8 @@ impl Sandbox {
         let log = std::fs::File::create(&log_path).unwrap();
         let mut cmd = Command::new(bin());
         cmd.args(["sandbox", "--any-ports", "--data-dir"])
-            .arg(dir.path().join("sb"));
+            .arg(dir.path().join("sb"))
+            .args(args);
         cmd.env("NO_COLOR", "1");
         for (k, v) in env {
             cmd.env(k, v);

@@ -1,0 +1,229 @@
+//! kim-cm with the practices' keys on smart cards behind a Konnektor
+//! (KOM-LE-A_2177): the sandbox with `--konnektor` runs the simulated Konnektor,
+//! and kim-cm signs, encrypts, decrypts and verifies through its SOAP operations.
+//! Shown: a mail round trip with the fewest calls once the cards are known, every
+//! request and answer valid against gematik's schemas (xmllint), and the faults:
+//! a pulled card, a PIN not verified, a Konnektor down or too slow, a call
+//! context the Konnektor does not know.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::kimcm::{curl, url_with_login, write_file, KimCm, Sandbox};
+use common::konnektor_schema::validate_all;
+use common::mail::{fetch_as, header_value, second_kimcm, send_as};
+
+fn konnektor_dir(sb: &Sandbox) -> PathBuf {
+    PathBuf::from(sb.info["konnektor_dir"].as_str().expect("a Konnektor runs"))
+}
+
+fn set_faults(sb: &Sandbox, faults: serde_json::Value) {
+    std::fs::write(konnektor_dir(sb).join("faults.json"), faults.to_string()).unwrap();
+}
+
+/// The operations the Konnektor was asked for, in order.
+fn calls(sb: &Sandbox) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(konnektor_dir(sb).join("requests"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".xml") && !n.ends_with("-response.xml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+        .iter()
+        .filter_map(|n| n.trim_end_matches(".xml").split_once('-'))
+        .map(|(_, op)| op.to_string())
+        .collect()
+}
+
+fn count(ops: &[String], op: &str) -> usize {
+    ops.iter().filter(|o| *o == op).count()
+}
+
+fn mail(sb: &Sandbox, subject: &str) -> PathBuf {
+    let (alice, ..) = sb.account(0);
+    let (bob, ..) = sb.account(1);
+    let text = format!(
+        "From: <{alice}>\r\nTo: <{bob}>\r\nSubject: {subject}\r\nMessage-ID: <{subject}@praxis-a.kim.test>\r\n\r\nBefund per Karte signiert.\r\n"
+    );
+    write_file(sb.dir.path(), &format!("{subject}.eml"), text.as_bytes())
+}
+
+fn send(sb: &Sandbox, smtp: &str, subject: &str) -> (i32, String) {
+    let (bob, ..) = sb.account(1);
+    send_as(sb, 0, smtp, &mail(sb, subject), &[&bob])
+}
+
+#[test]
+fn mails_go_through_the_konnektor_with_one_call_per_step_once_the_cards_are_known() {
+    let sb = Sandbox::start_konnektor();
+    let (bob, ..) = sb.account(1);
+    let smtp = sb.addr("proxy_smtp");
+    let pop3 = sb.addr("proxy_pop3");
+    let (code, err) = send(&sb, &smtp, "k1");
+    assert_eq!(code, 0, "{err}\n{}", sb.log());
+    let got = fetch_as(&sb, 1, &pop3, 1);
+    let text = String::from_utf8_lossy(&got);
+    assert_eq!(
+        header_value(&got, "X-KIM-DecryptionResult").as_deref(),
+        Some("00"),
+        "{text}"
+    );
+    assert_eq!(
+        header_value(&got, "X-KIM-IntegrityCheckResult").as_deref(),
+        Some("01"),
+        "{text}"
+    );
+    assert!(text.contains("Befund per Karte signiert."));
+    let first = calls(&sb);
+    for op in [
+        "SignDocument",
+        "EncryptDocument",
+        "DecryptDocument",
+        "VerifyDocument",
+    ] {
+        assert_eq!(count(&first, op), 1, "{op} once: {first:?}");
+    }
+
+    // the cards are known now: a send costs one SignDocument and one
+    // EncryptDocument, a receive one DecryptDocument and one VerifyDocument (plus
+    // the login's context check, GetCards)
+    let (code, err) = send(&sb, &smtp, "k2");
+    assert_eq!(code, 0, "{err}");
+    let after_send = calls(&sb);
+    let sent: Vec<String> = after_send[first.len()..].to_vec();
+    assert_eq!(
+        sent,
+        ["GetCards", "SignDocument", "EncryptDocument"],
+        "{sent:?}"
+    );
+    let got = fetch_as(&sb, 1, &pop3, 2);
+    assert_eq!(
+        header_value(&got, "X-KIM-DecryptionResult").as_deref(),
+        Some("00")
+    );
+    let received: Vec<String> = calls(&sb)[after_send.len()..].to_vec();
+    assert_eq!(
+        received,
+        ["GetCards", "DecryptDocument", "VerifyDocument"],
+        "{received:?}"
+    );
+    assert_eq!(sb.stored_mails(&bob).len(), 2);
+
+    // every request kim-cm sent and every answer, valid against the schemas
+    let n = validate_all(&konnektor_dir(&sb).join("requests")).unwrap();
+    assert!(n >= 2 * calls(&sb).len(), "{n} documents validated");
+}
+
+#[test]
+fn a_pulled_card_or_a_pin_not_verified_stops_the_send_with_451() {
+    let sb = Sandbox::start_konnektor();
+    let (bob, ..) = sb.account(1);
+    let smtp = sb.addr("proxy_smtp");
+    // alice's SMC-B (the first card) is pulled: bob's card must not sign for her
+    set_faults(&sb, serde_json::json!({"removed_cards": ["SMC-B-1"]}));
+    let (code, err) = send(&sb, &smtp, "pulled");
+    assert_ne!(code, 0);
+    assert!(err.contains("451"), "{err}");
+    assert!(err.contains("SMC-B"), "the client hears which card: {err}");
+    assert!(sb.stored_mails(&bob).is_empty());
+    // put back: the mail goes
+    set_faults(&sb, serde_json::json!({}));
+    let (code, err) = send(&sb, &smtp, "back");
+    assert_eq!(code, 0, "{err}\n{}", sb.log());
+    // the PIN of the card is not verified: signing fails, the cached card is asked
+    // for again once, then the client gets 451 (KOM-LE-A_2058)
+    set_faults(&sb, serde_json::json!({"pin_not_verified": ["SMC-B-1"]}));
+    let (code, err) = send(&sb, &smtp, "pin");
+    assert_ne!(code, 0);
+    assert!(err.contains("451"), "{err}");
+    assert_eq!(
+        sb.stored_mails(&bob).len(),
+        1,
+        "only the mail sent with the card in"
+    );
+    assert!(sb.log().contains("SignDocument"), "{}", sb.log());
+}
+
+#[test]
+fn a_konnektor_that_is_down_gives_451_to_send_and_03_to_receive() {
+    let sb = Sandbox::start_konnektor();
+    let smtp = sb.addr("proxy_smtp");
+    let pop3 = sb.addr("proxy_pop3");
+    let (code, err) = send(&sb, &smtp, "before");
+    assert_eq!(code, 0, "{err}");
+    set_faults(&sb, serde_json::json!({"down": true}));
+    let (code, err) = send(&sb, &smtp, "while-down");
+    assert_ne!(code, 0);
+    assert!(err.contains("451"), "{err}");
+    // the mail that arrived before cannot be decrypted now: the error mail with 03
+    // (4011), and the mail stays on the Fachdienst for the next fetch
+    let got = fetch_as(&sb, 1, &pop3, 1);
+    assert_eq!(
+        header_value(&got, "X-KIM-DecryptionResult").as_deref(),
+        Some("03"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    set_faults(&sb, serde_json::json!({}));
+    let got = fetch_as(&sb, 1, &pop3, 1);
+    assert_eq!(
+        header_value(&got, "X-KIM-DecryptionResult").as_deref(),
+        Some("00")
+    );
+}
+
+#[test]
+fn a_konnektor_slower_than_the_timeout_gives_451() {
+    let sb = Sandbox::start_konnektor();
+    let k: KimCm = second_kimcm(&sb, |text| format!("{text}timeout_secs = 1\n"));
+    set_faults(&sb, serde_json::json!({"delay_ms": 3000}));
+    let (code, err) = send(&sb, &k.smtp.unwrap().to_string(), "slow");
+    assert_ne!(code, 0);
+    assert!(err.contains("451"), "{err}\n{}", k.log());
+    assert!(k.log().contains("within 1 s"), "{}", k.log());
+}
+
+#[test]
+fn a_call_context_the_konnektor_does_not_know_refuses_the_login() {
+    let sb = Sandbox::start_konnektor();
+    let (alice, pw, user, _) = sb.account(0);
+    // the SMTP user name with MandantId 9 instead of 1
+    let wrong = user.replacen("#1#KOM_LE#", "#9#KOM_LE#", 1);
+    assert_ne!(wrong, user);
+    let url = url_with_login("smtp", &sb.addr("proxy_smtp"), &wrong, &pw, "");
+    let m = mail(&sb, "ctx");
+    let (code, _, err) = curl(&[
+        "-v",
+        "--url",
+        &url,
+        "--mail-from",
+        &alice,
+        "--mail-rcpt",
+        &alice,
+        "--upload-file",
+        m.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("< 501 5.5.4"), "{err}");
+    assert!(err.contains("call context"), "{err}");
+    // POP3 the same: -ERR at login
+    let (_, pw, _, pop_user) = sb.account(1);
+    let wrong = pop_user.replacen("#1#KOM_LE#", "#9#KOM_LE#", 1);
+    let url = url_with_login("pop3", &sb.addr("proxy_pop3"), &wrong, &pw, "");
+    let (code, _, err) = curl(&["-v", "--url", &url]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("-ERR") && err.contains("call context"),
+        "{err}"
+    );
+    assert!(
+        sb.log().contains("does not know this call context"),
+        "{}",
+        sb.log()
+    );
+}
