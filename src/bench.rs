@@ -15,6 +15,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use clap::Subcommand;
+
+mod konnektor;
 use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::kim::login::Server;
@@ -57,6 +59,19 @@ pub enum Bench {
         /// the direct run fetches its copy straight from the Fachdienst.
         #[arg(long)]
         sealed: bool,
+    },
+    /// Seals and opens per second through the simulated Konnektor, and its round
+    /// trips per mail.
+    Konnektor {
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Mail size in bytes.
+        #[arg(long, default_value_t = 10240)]
+        size: usize,
+        /// Seconds per phase (sealing, then opening).
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
     },
     /// The KAS blob path on one core, in memory: AES-256-GCM + SHA-256 of the
     /// plaintext, sealing and opening.
@@ -132,6 +147,14 @@ pub async fn run(what: Bench) -> BenchResult<()> {
     if let Bench::KasCrypto { mib } = what {
         return tokio::task::spawn_blocking(move || kas_crypto(mib)).await?;
     }
+    if let Bench::Konnektor {
+        clients,
+        size,
+        seconds,
+    } = what
+    {
+        return konnektor::run(clients, size, seconds).await;
+    }
     let dir = tempfile::tempdir()?;
     let fd = fachdienst::start(
         &dir.path().join("fd"),
@@ -142,7 +165,7 @@ pub async fn run(what: Bench) -> BenchResult<()> {
     .await?;
     let sealed = match what {
         Bench::Relay { sealed, .. } | Bench::Large { sealed, .. } => sealed,
-        Bench::KasCrypto { .. } => false,
+        Bench::KasCrypto { .. } | Bench::Konnektor { .. } => false,
     };
     let proxy = ProxyProcess::start(dir.path(), &fd, sealed)?;
     match what {
@@ -153,7 +176,7 @@ pub async fn run(what: Bench) -> BenchResult<()> {
             ..
         } => relay(&fd, &proxy, clients, size, Duration::from_secs(seconds)).await,
         Bench::Large { mib, .. } => large(&fd, &proxy, mib * 1024 * 1024).await,
-        Bench::KasCrypto { .. } => Ok(()),
+        Bench::KasCrypto { .. } | Bench::Konnektor { .. } => Ok(()),
     }
 }
 

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use common::kimcm::{curl, url_with_login, write_file, KimCm, Sandbox};
 use common::konnektor_schema::validate_all;
-use common::mail::{fetch_as, header_value, second_kimcm, send_as};
+use common::mail::{big_mail, fetch_as, header_value, second_kimcm, send_as};
 
 fn konnektor_dir(sb: &Sandbox) -> PathBuf {
     PathBuf::from(sb.info["konnektor_dir"].as_str().expect("a Konnektor runs"))
@@ -117,6 +117,34 @@ fn mails_go_through_the_konnektor_with_one_call_per_step_once_the_cards_are_know
     // every request kim-cm sent and every answer, valid against the schemas
     let n = validate_all(&konnektor_dir(&sb).join("requests")).unwrap();
     assert!(n >= 2 * calls(&sb).len(), "{n} documents validated");
+}
+
+#[test]
+fn a_large_mail_goes_through_the_kas_and_the_konnektor_and_comes_back_byte_for_byte() {
+    let sb = Sandbox::start_konnektor();
+    let (alice, ..) = sb.account(0);
+    let (bob, ..) = sb.account(1);
+    let big = big_mail(sb.dir.path(), &alice, &bob, 16 * 1024 * 1024, "");
+    let (code, err) = send_as(&sb, 0, &sb.addr("proxy_smtp"), &big, &[&bob]);
+    assert_eq!(code, 0, "{err}\n{}", sb.log());
+    // the Konnektor sealed only the small KIM mail with the KAS structure
+    let ops = calls(&sb);
+    assert_eq!(count(&ops, "EncryptDocument"), 1, "{ops:?}");
+    let got = fetch_as(&sb, 1, &sb.addr("proxy_pop3"), 1);
+    assert_eq!(
+        header_value(&got, "X-KIM-DecryptionResult").as_deref(),
+        Some("00")
+    );
+    let sent = std::fs::read(&big).unwrap();
+    // the notes go into the text part; the attachment part comes back byte for byte
+    let part = b"--b1\r\nContent-Type: application/octet-stream";
+    let at = memchr::memmem::find(&sent, part).unwrap();
+    assert!(sent.len() - at > 16 * 1024 * 1024 - 1024);
+    assert!(
+        got.ends_with(&sent[at..]),
+        "the 16 MiB attachment came back unchanged"
+    );
+    assert!(String::from_utf8_lossy(&got).contains("Die Signatur wurde erfolgreich geprüft."));
 }
 
 #[test]

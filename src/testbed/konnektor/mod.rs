@@ -95,6 +95,9 @@ pub struct SimConfig {
     pub trust_ca: PathBuf,
     /// User and password every request must carry, when set (else 401).
     pub basic_auth: Option<(String, String)>,
+    /// Keep every request and answer in `requests/` (for the schema checks). The
+    /// benchmark turns it off: creating two files per call is what costs most.
+    pub log_requests: bool,
 }
 
 impl SimConfig {
@@ -121,6 +124,7 @@ impl SimConfig {
             cards,
             trust_ca: pki.ca_cert.clone(),
             basic_auth: None,
+            log_requests: true,
         }
     }
 }
@@ -233,6 +237,9 @@ impl KonnektorSim {
     }
 
     fn log_file(&self, seq: u64, name: &str, data: &[u8]) {
+        if !self.config.log_requests {
+            return;
+        }
         let path = self
             .dir
             .join(REQUESTS_DIR)
@@ -428,6 +435,9 @@ pub async fn serve(listener: TcpListener, acceptor: Arc<SslAcceptor>, sim: Arc<K
         let Ok((tcp, peer)) = listener.accept().await else {
             continue;
         };
+        // an answer is one small write after the request: without this, Nagle and
+        // the peer's delayed ACK hold each SOAP answer back for ~40 ms
+        let _ = tcp.set_nodelay(true);
         let (acceptor, sim) = (acceptor.clone(), sim.clone());
         tokio::spawn(async move {
             let mut conn = Conn::new(crate::net::conn::Stream::Plain(tcp), peer, TIMEOUT);
