@@ -255,3 +255,102 @@ fn a_call_context_the_konnektor_does_not_know_refuses_the_login() {
         sb.log()
     );
 }
+
+/// The sandbox's test PKI as the simulator's config wants it.
+fn sandbox_pki(sb: &Sandbox) -> kim_cm::testbed::pki::TestPki {
+    let dir = sb.dir.path().join("sb").join("pki");
+    let accounts = (0..2)
+        .map(|i| {
+            let (address, ..) = sb.account(i);
+            kim_cm::testbed::pki::AccountKeys {
+                signing_pkcs12: dir.join(&address).join("signing.p12"),
+                encryption_pkcs12: dir.join(&address).join("encryption.p12"),
+                telematik_id: String::new(),
+                address,
+            }
+        })
+        .collect();
+    kim_cm::testbed::pki::TestPki {
+        ca_cert: dir.join(kim_cm::testbed::pki::CA_CERT_FILE),
+        password_file: dir.join("pkcs12.pass"),
+        directory: dir.join("directory"),
+        accounts,
+    }
+}
+
+#[test]
+fn a_konnektor_that_demands_basic_auth_gets_it_and_the_password_stays_out_of_the_log() {
+    use kim_cm::testbed::konnektor::{start, SimConfig, SimContext};
+    let sb = Sandbox::start_konnektor();
+    let (bob, ..) = sb.account(1);
+    // a second simulated Konnektor with the same cards that demands Basic auth
+    // (KOM-LE-A_2072)
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let pki = sandbox_pki(&sb);
+    let password = std::fs::read_to_string(&pki.password_file).unwrap();
+    let context = SimContext {
+        mandant: "1".into(),
+        client_system: "KOM_LE".into(),
+        workplace: "7".into(),
+    };
+    let secret = "Konnektor-Geheimnis-4711";
+    let mut config = SimConfig::from_pki(&pki, password.trim(), context);
+    config.basic_auth = Some(("kim-cm".into(), secret.into()));
+    let kdir = tempfile::tempdir().unwrap();
+    let sim = rt.block_on(start(&kdir.path().join("k"), config)).unwrap();
+    let pw_file = write_file(
+        kdir.path(),
+        "konnektor.pass",
+        format!("{secret}\n").as_bytes(),
+    );
+    let point_at = |text: String, with_user: bool| {
+        let mut out = String::new();
+        for line in text.lines() {
+            if line.starts_with("sds_url = ") {
+                out.push_str(&format!("sds_url = \"{}\"\n", sim.sds_url));
+            } else if line.starts_with("ca_file = ") && out.contains("[[konnektor]]") {
+                out.push_str(&format!("ca_file = \"{}\"\n", sim.tls_ca.display()));
+                if with_user {
+                    out.push_str(&format!(
+                        "user = \"kim-cm\"\npassword_file = \"{}\"\n",
+                        pw_file.display()
+                    ));
+                }
+            } else {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        // debug logging: the password must stay out of even that
+        out.push_str("\n[log]\nlevel = \"debug\"\n");
+        out
+    };
+    // without the credentials: refused, nothing sent
+    let without = second_kimcm(&sb, |t| point_at(t, false));
+    let (code, err) = send(&sb, &without.smtp.unwrap().to_string(), "no-auth");
+    assert_ne!(code, 0);
+    assert!(err.contains("451"), "{err}");
+    assert!(
+        without
+            .log()
+            .contains("does not accept kim-cm's credentials"),
+        "{}",
+        without.log()
+    );
+    // with them: the mail goes, and the password is nowhere in the log
+    let with = second_kimcm(&sb, |t| point_at(t, true));
+    let (code, err) = send(&sb, &with.smtp.unwrap().to_string(), "auth");
+    assert_eq!(code, 0, "{err}\n{}", with.log());
+    assert_eq!(sb.stored_mails(&bob).len(), 1);
+    let log = with.log();
+    assert!(
+        !log.contains(secret),
+        "the Konnektor password is not logged"
+    );
+    let encoded = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("kim-cm:{secret}"),
+    );
+    assert!(!log.contains(&encoded));
+    drop(sim);
+}

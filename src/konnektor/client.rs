@@ -64,6 +64,9 @@ impl Konnektor {
             "connector.sds",
         )
         .await?;
+        if let Some(e) = soap::credentials_refused(status, "connector.sds") {
+            return Err(e);
+        }
         if !status.is_success() {
             return Err(KonnektorError::Unavailable(format!(
                 "{}: HTTP {status}",

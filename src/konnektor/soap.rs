@@ -98,6 +98,17 @@ pub async fn exchange(
     })?
 }
 
+/// 401 and 403: the Konnektor wants other credentials (KOM-LE-A_2071, A_2072).
+pub fn credentials_refused(status: StatusCode, operation: &'static str) -> Option<KonnektorError> {
+    (status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN).then(|| {
+        KonnektorError::Fault {
+            operation,
+            code: None,
+            text: format!("HTTP {status}: the Konnektor does not accept kim-cm's credentials ([[konnektor]] client certificate or user)"),
+        }
+    })
+}
+
 /// The body element of a SOAP answer, parsed, for `read`; a fault becomes
 /// [`KonnektorError::Fault`].
 pub fn answer<T>(
@@ -107,12 +118,8 @@ pub fn answer<T>(
     read: impl FnOnce(roxmltree::Node<'_, '_>) -> Result<T, String>,
 ) -> Result<T, KonnektorError> {
     let protocol = |why: String| KonnektorError::Protocol { operation, why };
-    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-        return Err(KonnektorError::Fault {
-            operation,
-            code: None,
-            text: format!("HTTP {status}: the Konnektor does not accept kim-cm's credentials ([[konnektor]] client certificate or user)"),
-        });
+    if let Some(e) = credentials_refused(status, operation) {
+        return Err(e);
     }
     let text = std::str::from_utf8(text).map_err(|_| protocol("not UTF-8".into()))?;
     let doc = roxmltree::Document::parse(text).map_err(|e| {
