@@ -20,7 +20,8 @@ use std::sync::{Arc, Mutex};
 use openssl::x509::store::X509Store;
 use openssl::x509::X509;
 
-use crate::cms::{self, recipient_emails};
+use super::sealer::attribute;
+use crate::cms;
 use crate::kim::login::CallContext;
 use crate::kim::receive::{DecryptError, Opener, SignatureCheck, Verification};
 use crate::kim::seal::{CertFor, Sealer};
@@ -236,15 +237,6 @@ fn decrypt_error(e: KonnektorError) -> DecryptError {
             DecryptError::KeyUnavailable
         }
     }
-}
-
-/// The recipient-emails attribute of `entries` (KOM-LE-A_2027, KOM-LE-A_2115-02).
-fn attribute(entries: &[CertFor]) -> Result<Vec<u8>, String> {
-    let pairs: Vec<_> = entries
-        .iter()
-        .map(|(c, a)| (c.as_ref(), a.as_str()))
-        .collect();
-    recipient_emails::attribute(&pairs).map_err(|e| e.to_string())
 }
 
 /// Seals for one sender in its Konnektor context.

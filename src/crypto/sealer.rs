@@ -13,7 +13,7 @@ pub struct SoftwareSealer<'a> {
 }
 
 /// The recipient-emails attribute of `entries` (KOM-LE-A_2027, KOM-LE-A_2115-02).
-fn attribute(entries: &[CertFor]) -> Result<Vec<u8>, String> {
+pub(super) fn attribute(entries: &[CertFor]) -> Result<Vec<u8>, String> {
     let pairs: Vec<_> = entries
         .iter()
         .map(|(c, a)| (c.as_ref(), a.as_str()))

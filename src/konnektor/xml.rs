@@ -20,7 +20,8 @@ pub const SI: &str = "http://ws.gematik.de/conn/ServiceInformation/v2.0";
 pub const DSS: &str = "urn:oasis:names:tc:dss:1.0:core:schema";
 pub const GERROR: &str = "http://ws.gematik.de/tel/error/v2.0";
 
-/// `text` escaped for element content and attribute values.
+/// `text` escaped for element content and attribute values; control characters
+/// XML 1.0 cannot carry become U+FFFD, so a document is always well-formed.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -30,6 +31,8 @@ pub fn escape(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
+            // characters XML 1.0 cannot carry at all
+            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => out.push('\u{FFFD}'),
             c => out.push(c),
         }
     }

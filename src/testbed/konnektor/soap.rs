@@ -3,26 +3,18 @@
 //! roxmltree (by namespace URI and local name, never by prefix) and writing answers
 //! and faults as escaped XML text.
 
-use base64::Engine;
 use roxmltree::{Document, Node};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-pub const NS_SOAP: &str = "http://schemas.xmlsoap.org/soap/envelope/";
-pub const NS_CONN: &str = "http://ws.gematik.de/conn/ConnectorCommon/v5.0";
-pub const NS_CCTX: &str = "http://ws.gematik.de/conn/ConnectorContext/v2.0";
-pub const NS_SIG: &str = "http://ws.gematik.de/conn/SignatureService/v7.5";
-pub const NS_CRYPT: &str = "http://ws.gematik.de/conn/EncryptionService/v6.1";
-pub const NS_CERT: &str = "http://ws.gematik.de/conn/CertificateService/v6.0";
-pub const NS_CERTCMN: &str = "http://ws.gematik.de/conn/CertificateServiceCommon/v2.0";
-pub const NS_EVT: &str = "http://ws.gematik.de/conn/EventService/v7.2";
-pub const NS_CARD: &str = "http://ws.gematik.de/conn/CardService/v8.1";
-pub const NS_CARDCMN: &str = "http://ws.gematik.de/conn/CardServiceCommon/v2.0";
-pub const NS_SDS: &str = "http://ws.gematik.de/conn/ServiceDirectory/v3.1";
-pub const NS_SI: &str = "http://ws.gematik.de/conn/ServiceInformation/v2.0";
+// the namespaces kim-cm's client uses; the simulator answers in the same ones
+pub use crate::konnektor::xml::{
+    b64, escape, unb64, CARD as NS_CARD, CARDCMN as NS_CARDCMN, CCTX as NS_CCTX, CERT as NS_CERT,
+    CERTCMN as NS_CERTCMN, CONN as NS_CONN, CRYPT as NS_CRYPT, DSS as NS_DSS, EVT as NS_EVT,
+    GERROR as NS_GERROR, SDS as NS_SDS, SI as NS_SI, SIG as NS_SIG, SOAP_ENV as NS_SOAP,
+};
+/// ProductInformation (the service directory's product block; kim-cm does not read it).
 pub const NS_PI: &str = "http://ws.gematik.de/int/version/ProductInformation/v1.1";
-pub const NS_DSS: &str = "urn:oasis:names:tc:dss:1.0:core:schema";
-pub const NS_GERROR: &str = "http://ws.gematik.de/tel/error/v2.0";
 
 /// The CMS signature and encryption type (RFC 5652).
 pub const CMS_TYPE: &str = "urn:ietf:rfc:5652";
@@ -142,36 +134,6 @@ impl Operation {
             .unwrap_or(a);
         OPERATIONS.iter().find(|r| r.2 == a).map(|r| r.1)
     }
-}
-
-/// Escapes text for element content and double-quoted attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            // characters XML 1.0 cannot carry at all
-            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-pub fn b64(data: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(data)
-}
-
-/// Decodes base64 element content; XML may break it into lines.
-pub fn unb64(text: &str) -> Option<Vec<u8>> {
-    let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(compact)
-        .ok()
 }
 
 /// Now as xs:dateTime.
