@@ -421,3 +421,79 @@ impl KonnektorAccounts {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::client::HttpSettings;
+    use crate::http::url::HttpsUrl;
+    use crate::konnektor::KonnektorSettings;
+
+    fn crypto(host: &str) -> Arc<KonnektorCrypto> {
+        let connector = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client())
+            .unwrap()
+            .build();
+        let settings = KonnektorSettings {
+            sds_url: HttpsUrl::parse(&format!("https://{host}/connector.sds")).unwrap(),
+            http: HttpSettings {
+                connector: Arc::new(connector),
+                connect_timeout: std::time::Duration::from_secs(1),
+                timeout: std::time::Duration::from_secs(1),
+            },
+            basic: None,
+        };
+        Arc::new(KonnektorCrypto::new(Arc::new(Konnektor::new(settings))))
+    }
+
+    fn ctx(mandant: &str) -> CallContext {
+        CallContext {
+            mandant_id: mandant.into(),
+            client_system_id: "KOM_LE".into(),
+            workplace_id: "7".into(),
+            user_id: None,
+        }
+    }
+
+    fn host(found: &(Arc<KonnektorCrypto>, CallContext)) -> String {
+        found.0.konnektor.sds_host()
+    }
+
+    #[test]
+    fn the_login_picks_the_konnektor_and_context_and_the_config_fills_in() {
+        let mut k = KonnektorAccounts::new();
+        k.add_konnektor("k1", crypto("k1.praxis"));
+        k.add_konnektor("k2", crypto("k2.praxis"));
+        k.add_account("A@x.de", "k1", Some(ctx("1")));
+        k.add_account("b@x.de", "k2", None);
+        assert!(k.has("a@x.de") && !k.has("c@x.de"));
+        assert!(
+            k.for_account("c@x.de", None, None).is_none(),
+            "software keys"
+        );
+        // the config's Konnektor and context
+        let found = k.for_account("a@x.de", None, None).unwrap().unwrap();
+        assert_eq!(
+            (host(&found).as_str(), found.1.mandant_id.as_str()),
+            ("k1.praxis", "1")
+        );
+        // A_21457: the login's KonnektorId and context win
+        let login = ctx("9");
+        let found = k
+            .for_account("a@x.de", Some(&login), Some("k2"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (host(&found).as_str(), found.1.mandant_id.as_str()),
+            ("k2.praxis", "9")
+        );
+        // errors that say what is missing
+        let Some(Err(e)) = k.for_account("a@x.de", None, Some("k9")) else {
+            panic!("an unknown KonnektorId is an error")
+        };
+        assert!(e.contains("'k9'"), "{e}");
+        let Some(Err(e)) = k.for_account("b@x.de", None, None) else {
+            panic!("no context is an error")
+        };
+        assert!(e.contains("MandantId"), "{e}");
+    }
+}

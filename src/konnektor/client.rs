@@ -43,6 +43,11 @@ impl Konnektor {
         }
     }
 
+    /// The host of the service directory (which Konnektor this is, for logs).
+    pub fn sds_host(&self) -> String {
+        self.settings.sds_url.host.clone()
+    }
+
     /// SOAP calls made so far (service directory reads not counted).
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
