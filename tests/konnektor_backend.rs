@@ -4,7 +4,8 @@
 //! Shown: a mail round trip with the fewest calls once the cards are known, every
 //! request and answer valid against gematik's schemas (xmllint), and the faults:
 //! a pulled card, a PIN not verified, a Konnektor down or too slow, a call
-//! context the Konnektor does not know.
+//! context the Konnektor does not know; and the Konnektor's client authentication
+//! by Basic auth or certificate (KOM-LE-A_2071, A_2072).
 
 mod common;
 
@@ -352,5 +353,58 @@ fn a_konnektor_that_demands_basic_auth_gets_it_and_the_password_stays_out_of_the
         format!("kim-cm:{secret}"),
     );
     assert!(!log.contains(&encoded));
+    drop(sim);
+}
+
+#[test]
+fn a_konnektor_that_demands_a_client_certificate_gets_the_configured_one() {
+    use kim_cm::testbed::konnektor::{start, SimConfig, SimContext};
+    let sb = Sandbox::start_konnektor();
+    let (bob, ..) = sb.account(1);
+    // a second simulated Konnektor with the same cards that authenticates its
+    // clients by certificate (KOM-LE-A_2071): chains to the sandbox's PKI CA
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let pki = sandbox_pki(&sb);
+    let password = std::fs::read_to_string(&pki.password_file).unwrap();
+    let context = SimContext {
+        mandant: "1".into(),
+        client_system: "KOM_LE".into(),
+        workplace: "7".into(),
+    };
+    let mut config = SimConfig::from_pki(&pki, password.trim(), context);
+    config.client_ca = Some(pki.ca_cert.clone());
+    let kdir = tempfile::tempdir().unwrap();
+    let sim = rt.block_on(start(&kdir.path().join("k"), config)).unwrap();
+    let p12 = pki.accounts[0].signing_pkcs12.clone();
+    let point_at = |text: String, with_cert: bool| {
+        let mut out = String::new();
+        for line in text.lines() {
+            if line.starts_with("sds_url = ") {
+                out.push_str(&format!("sds_url = \"{}\"\n", sim.sds_url));
+            } else if line.starts_with("ca_file = ") && out.contains("[[konnektor]]") {
+                out.push_str(&format!("ca_file = \"{}\"\n", sim.tls_ca.display()));
+                if with_cert {
+                    out.push_str(&format!(
+                        "client_pkcs12 = \"{}\"\nclient_pkcs12_password_file = \"{}\"\n",
+                        p12.display(),
+                        pki.password_file.display()
+                    ));
+                }
+            } else {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    };
+    let without = second_kimcm(&sb, |t| point_at(t, false));
+    let (code, err) = send(&sb, &without.smtp.unwrap().to_string(), "no-cert");
+    assert_ne!(code, 0, "no client certificate, no Konnektor");
+    assert!(err.contains("451"), "{err}");
+    assert!(sb.stored_mails(&bob).is_empty());
+    let with = second_kimcm(&sb, |t| point_at(t, true));
+    let (code, err) = send(&sb, &with.smtp.unwrap().to_string(), "cert");
+    assert_eq!(code, 0, "{err}\n{}", with.log());
+    assert_eq!(sb.stored_mails(&bob).len(), 1);
     drop(sim);
 }

@@ -43,6 +43,29 @@ pub fn acceptor(cert_chain: &Path, key: &Path) -> Result<SslAcceptor, TlsSetupEr
     Ok(b.build())
 }
 
+/// As [`acceptor`], and the client must present a certificate that chains to
+/// `client_ca` (for simulators of services that demand mutual TLS).
+pub fn acceptor_requiring_client(
+    cert_chain: &Path,
+    key: &Path,
+    client_ca: &Path,
+) -> Result<SslAcceptor, TlsSetupError> {
+    let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
+    b.set_certificate_chain_file(cert_chain)
+        .map_err(|e| file_err(cert_chain, e))?;
+    b.set_private_key_file(key, SslFiletype::PEM)
+        .map_err(|e| file_err(key, e))?;
+    b.check_private_key()
+        .map_err(|e| file_err(key, format!("key does not match the certificate: {e}")))?;
+    b.set_min_proto_version(Some(SslVersion::TLS1_2))?;
+    b.set_ca_file(client_ca)
+        .map_err(|e| file_err(client_ca, e))?;
+    b.set_verify(
+        openssl::ssl::SslVerifyMode::PEER | openssl::ssl::SslVerifyMode::FAIL_IF_NO_PEER_CERT,
+    );
+    Ok(b.build())
+}
+
 /// Client certificate for mutual TLS (C.CM.TLS-CS, KOM-LE-A_2182-01) from a PKCS#12 file.
 pub struct ClientIdentity<'a> {
     pub pkcs12: &'a Path,

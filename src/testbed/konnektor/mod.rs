@@ -95,6 +95,9 @@ pub struct SimConfig {
     pub trust_ca: PathBuf,
     /// User and password every request must carry, when set (else 401).
     pub basic_auth: Option<(String, String)>,
+    /// CA certificates (PEM) client certificates must chain to; when set, the TLS
+    /// handshake fails without one (KOM-LE-A_2071).
+    pub client_ca: Option<PathBuf>,
     /// Keep every request and answer in `requests/` (for the schema checks). The
     /// benchmark turns it off: creating two files per call is what costs most.
     pub log_requests: bool,
@@ -124,6 +127,7 @@ impl SimConfig {
             cards,
             trust_ca: pki.ca_cert.clone(),
             basic_auth: None,
+            client_ca: None,
             log_requests: true,
         }
     }
@@ -493,10 +497,13 @@ impl Drop for RunningSim {
 pub async fn start(dir: &Path, config: SimConfig) -> SimResult<RunningSim> {
     std::fs::create_dir_all(dir)?;
     let tls = ca::make_tls_ca(&dir.join("tls"), &[])?;
-    let acceptor = Arc::new(crate::net::tls::acceptor(
-        &tls.server_cert,
-        &tls.server_key,
-    )?);
+    let acceptor = Arc::new(match &config.client_ca {
+        // KOM-LE-A_2071: a Konnektor that authenticates its clients by certificate
+        Some(ca) => {
+            crate::net::tls::acceptor_requiring_client(&tls.server_cert, &tls.server_key, ca)?
+        }
+        None => crate::net::tls::acceptor(&tls.server_cert, &tls.server_key)?,
+    });
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
     let base = format!("https://localhost:{}", addr.port());
