@@ -279,55 +279,86 @@ fn sandbox_pki(sb: &Sandbox) -> kim_cm::testbed::pki::TestPki {
     }
 }
 
-#[test]
-fn a_konnektor_that_demands_basic_auth_gets_it_and_the_password_stays_out_of_the_log() {
-    use kim_cm::testbed::konnektor::{start, SimConfig, SimContext};
-    let sb = Sandbox::start_konnektor();
-    let (bob, ..) = sb.account(1);
-    // a second simulated Konnektor with the same cards that demands Basic auth
-    // (KOM-LE-A_2072)
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let pki = sandbox_pki(&sb);
-    let password = std::fs::read_to_string(&pki.password_file).unwrap();
-    let context = SimContext {
-        mandant: "1".into(),
-        client_system: "KOM_LE".into(),
-        workplace: "7".into(),
-    };
-    let secret = "Konnektor-Geheimnis-4711";
-    let mut config = SimConfig::from_pki(&pki, password.trim(), context);
-    config.basic_auth = Some(("kim-cm".into(), secret.into()));
-    let kdir = tempfile::tempdir().unwrap();
-    let sim = rt.block_on(start(&kdir.path().join("k"), config)).unwrap();
-    let pw_file = write_file(
-        kdir.path(),
-        "konnektor.pass",
-        format!("{secret}\n").as_bytes(),
-    );
-    let point_at = |text: String, with_user: bool| {
+/// A second simulated Konnektor with the sandbox's cards, started in the test;
+/// fields drop in order (the simulator before its runtime).
+struct OtherKonnektor {
+    sim: kim_cm::testbed::konnektor::RunningSim,
+    _rt: tokio::runtime::Runtime,
+    pki: kim_cm::testbed::pki::TestPki,
+    dir: tempfile::TempDir,
+}
+
+impl OtherKonnektor {
+    /// Starts it with the sandbox's context and cards, `demand` setting how it
+    /// authenticates its clients.
+    fn start(
+        sb: &Sandbox,
+        demand: impl FnOnce(&mut kim_cm::testbed::konnektor::SimConfig, &kim_cm::testbed::pki::TestPki),
+    ) -> OtherKonnektor {
+        use kim_cm::testbed::konnektor::{start, SimConfig, SimContext};
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let pki = sandbox_pki(sb);
+        let password = std::fs::read_to_string(&pki.password_file).unwrap();
+        let context = SimContext {
+            mandant: "1".into(),
+            client_system: "KOM_LE".into(),
+            workplace: "7".into(),
+        };
+        let mut config = SimConfig::from_pki(&pki, password.trim(), context);
+        demand(&mut config, &pki);
+        let dir = tempfile::tempdir().unwrap();
+        let sim = rt.block_on(start(&dir.path().join("k"), config)).unwrap();
+        OtherKonnektor {
+            sim,
+            _rt: rt,
+            pki,
+            dir,
+        }
+    }
+
+    /// The sandbox's config `text` pointed at this Konnektor, with `auth` (TOML
+    /// lines) added to its [[konnektor]] section.
+    fn point_at(&self, text: String, auth: &str) -> String {
         let mut out = String::new();
         for line in text.lines() {
             if line.starts_with("sds_url = ") {
-                out.push_str(&format!("sds_url = \"{}\"\n", sim.sds_url));
+                out.push_str(&format!("sds_url = \"{}\"\n", self.sim.sds_url));
             } else if line.starts_with("ca_file = ") && out.contains("[[konnektor]]") {
-                out.push_str(&format!("ca_file = \"{}\"\n", sim.tls_ca.display()));
-                if with_user {
-                    out.push_str(&format!(
-                        "user = \"kim-cm\"\npassword_file = \"{}\"\n",
-                        pw_file.display()
-                    ));
-                }
+                out.push_str(&format!(
+                    "ca_file = \"{}\"\n{auth}",
+                    self.sim.tls_ca.display()
+                ));
             } else {
                 out.push_str(line);
                 out.push('\n');
             }
         }
-        // debug logging: the password must stay out of even that
-        out.push_str("\n[log]\nlevel = \"debug\"\n");
         out
-    };
+    }
+}
+
+#[test]
+fn a_konnektor_that_demands_basic_auth_gets_it_and_the_password_stays_out_of_the_log() {
+    let sb = Sandbox::start_konnektor();
+    let (bob, ..) = sb.account(1);
+    // a Konnektor that demands Basic auth (KOM-LE-A_2072)
+    let secret = "Konnektor-Geheimnis-4711";
+    let k = OtherKonnektor::start(&sb, |c, _| {
+        c.basic_auth = Some(("kim-cm".into(), secret.into()))
+    });
+    let pw_file = write_file(
+        k.dir.path(),
+        "konnektor.pass",
+        format!("{secret}\n").as_bytes(),
+    );
+    let user = format!(
+        "user = \"kim-cm\"\npassword_file = \"{}\"\n",
+        pw_file.display()
+    );
+    // debug logging: the password must stay out of even that
+    let debug = "\n[log]\nlevel = \"debug\"\n";
     // without the credentials: refused, nothing sent
-    let without = second_kimcm(&sb, |t| point_at(t, false));
+    let without = second_kimcm(&sb, |t| k.point_at(t, "") + debug);
     let (code, err) = send(&sb, &without.smtp.unwrap().to_string(), "no-auth");
     assert_ne!(code, 0);
     assert!(err.contains("451"), "{err}");
@@ -339,7 +370,7 @@ fn a_konnektor_that_demands_basic_auth_gets_it_and_the_password_stays_out_of_the
         without.log()
     );
     // with them: the mail goes, and the password is nowhere in the log
-    let with = second_kimcm(&sb, |t| point_at(t, true));
+    let with = second_kimcm(&sb, |t| k.point_at(t, &user) + debug);
     let (code, err) = send(&sb, &with.smtp.unwrap().to_string(), "auth");
     assert_eq!(code, 0, "{err}\n{}", with.log());
     assert_eq!(sb.stored_mails(&bob).len(), 1);
@@ -353,58 +384,27 @@ fn a_konnektor_that_demands_basic_auth_gets_it_and_the_password_stays_out_of_the
         format!("kim-cm:{secret}"),
     );
     assert!(!log.contains(&encoded));
-    drop(sim);
 }
 
 #[test]
 fn a_konnektor_that_demands_a_client_certificate_gets_the_configured_one() {
-    use kim_cm::testbed::konnektor::{start, SimConfig, SimContext};
     let sb = Sandbox::start_konnektor();
     let (bob, ..) = sb.account(1);
-    // a second simulated Konnektor with the same cards that authenticates its
-    // clients by certificate (KOM-LE-A_2071): chains to the sandbox's PKI CA
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let pki = sandbox_pki(&sb);
-    let password = std::fs::read_to_string(&pki.password_file).unwrap();
-    let context = SimContext {
-        mandant: "1".into(),
-        client_system: "KOM_LE".into(),
-        workplace: "7".into(),
-    };
-    let mut config = SimConfig::from_pki(&pki, password.trim(), context);
-    config.client_ca = Some(pki.ca_cert.clone());
-    let kdir = tempfile::tempdir().unwrap();
-    let sim = rt.block_on(start(&kdir.path().join("k"), config)).unwrap();
-    let p12 = pki.accounts[0].signing_pkcs12.clone();
-    let point_at = |text: String, with_cert: bool| {
-        let mut out = String::new();
-        for line in text.lines() {
-            if line.starts_with("sds_url = ") {
-                out.push_str(&format!("sds_url = \"{}\"\n", sim.sds_url));
-            } else if line.starts_with("ca_file = ") && out.contains("[[konnektor]]") {
-                out.push_str(&format!("ca_file = \"{}\"\n", sim.tls_ca.display()));
-                if with_cert {
-                    out.push_str(&format!(
-                        "client_pkcs12 = \"{}\"\nclient_pkcs12_password_file = \"{}\"\n",
-                        p12.display(),
-                        pki.password_file.display()
-                    ));
-                }
-            } else {
-                out.push_str(line);
-                out.push('\n');
-            }
-        }
-        out
-    };
-    let without = second_kimcm(&sb, |t| point_at(t, false));
+    // a Konnektor that authenticates its clients by certificate (KOM-LE-A_2071):
+    // they must chain to the sandbox's PKI CA
+    let k = OtherKonnektor::start(&sb, |c, pki| c.client_ca = Some(pki.ca_cert.clone()));
+    let cert = format!(
+        "client_pkcs12 = \"{}\"\nclient_pkcs12_password_file = \"{}\"\n",
+        k.pki.accounts[0].signing_pkcs12.display(),
+        k.pki.password_file.display()
+    );
+    let without = second_kimcm(&sb, |t| k.point_at(t, ""));
     let (code, err) = send(&sb, &without.smtp.unwrap().to_string(), "no-cert");
     assert_ne!(code, 0, "no client certificate, no Konnektor");
     assert!(err.contains("451"), "{err}");
     assert!(sb.stored_mails(&bob).is_empty());
-    let with = second_kimcm(&sb, |t| point_at(t, true));
+    let with = second_kimcm(&sb, |t| k.point_at(t, &cert));
     let (code, err) = send(&sb, &with.smtp.unwrap().to_string(), "cert");
     assert_eq!(code, 0, "{err}\n{}", with.log());
     assert_eq!(sb.stored_mails(&bob).len(), 1);
-    drop(sim);
 }

@@ -30,9 +30,22 @@ fn pki_dir(sb: &Sandbox) -> PathBuf {
     sb.dir.path().join("sb").join("pki")
 }
 
-/// A TLS CA and server certificate for slapd, in `dir`.
-fn slapd_tls(dir: &Path) -> TlsFiles {
-    make_tls_ca(dir, &[]).unwrap()
+/// slapd over LDAPS with `entries`, its TLS CA and server certificate in a temp
+/// folder (kept alive by the first value); client certificates demanded when
+/// `client_ca` is given.
+fn start_slapd(
+    entries: &[VzdEntry],
+    client_ca: Option<&Path>,
+) -> (tempfile::TempDir, TlsFiles, Slapd) {
+    let dir = tempfile::tempdir().unwrap();
+    let t = make_tls_ca(dir.path(), &[]).unwrap();
+    let stls = SlapdTls {
+        cert: &t.server_cert,
+        key: &t.server_key,
+        client_ca,
+    };
+    let slapd = Slapd::start(entries, &stls).unwrap();
+    (dir, t, slapd)
 }
 
 /// The sandbox's config with the directory in `slapd` instead of the folder.
@@ -98,14 +111,7 @@ fn reports(sb: &Sandbox, address: &str, code: &str) -> Vec<String> {
 fn mails_are_sealed_for_certificates_from_ldap_and_the_cache_outlives_the_directory() {
     let sb = Sandbox::start();
     let (bob, ..) = sb.account(1);
-    let tls = tempfile::tempdir().unwrap();
-    let t = slapd_tls(tls.path());
-    let stls = SlapdTls {
-        cert: &t.server_cert,
-        key: &t.server_key,
-        client_ca: None,
-    };
-    let mut slapd = Slapd::start(&vzd(&sb, Some("1.5+"), Some("1.5+")), &stls).unwrap();
+    let (_tls, t, mut slapd) = start_slapd(&vzd(&sb, Some("1.5+"), Some("1.5+")), None);
     let k = second_kimcm(&sb, |text| with_ldap(text, &slapd, &t.ca_cert, None));
     assert!(!k.log().contains("folder"), "no folder directory in use");
 
@@ -146,15 +152,8 @@ fn a_large_mail_leaves_out_recipients_whose_kim_version_has_no_plus() {
     let sb = Sandbox::start();
     let (alice, ..) = sb.account(0);
     let (bob, ..) = sb.account(1);
-    let tls = tempfile::tempdir().unwrap();
-    let t = slapd_tls(tls.path());
-    let stls = SlapdTls {
-        cert: &t.server_cert,
-        key: &t.server_key,
-        client_ca: None,
-    };
     // bob's Clientmodul is 1.5 without '+': it cannot receive large mails
-    let slapd = Slapd::start(&vzd(&sb, Some("1.5+"), Some("1.5")), &stls).unwrap();
+    let (_tls, t, slapd) = start_slapd(&vzd(&sb, Some("1.5+"), Some("1.5")), None);
     let k = second_kimcm(&sb, |text| with_ldap(text, &slapd, &t.ca_cert, None));
 
     // A_19356-06: bob is removed, alice (also a recipient) gets the mail
@@ -190,15 +189,8 @@ fn an_outdated_clientmodul_tells_the_sender_and_still_sends() {
     let sb = Sandbox::start();
     let (alice, ..) = sb.account(0);
     let (bob, ..) = sb.account(1);
-    let tls = tempfile::tempdir().unwrap();
-    let t = slapd_tls(tls.path());
-    let stls = SlapdTls {
-        cert: &t.server_cert,
-        key: &t.server_key,
-        client_ca: None,
-    };
     // the directory says alice's practice runs KIM 1.6: newer than this module
-    let slapd = Slapd::start(&vzd(&sb, Some("1.6+"), Some("1.5+")), &stls).unwrap();
+    let (_tls, t, slapd) = start_slapd(&vzd(&sb, Some("1.6+"), Some("1.5+")), None);
     let k = second_kimcm(&sb, |text| with_ldap(text, &slapd, &t.ca_cert, None));
     let (code, err) = send_as(
         &sb,
@@ -229,14 +221,7 @@ fn a_large_mail_for_an_account_without_plus_in_the_directory_gives_4018() {
     let mail = big_mail(sb.dir.path(), &alice, &bob, 16 * MIB, "");
     let (code, err) = send_as(&sb, 0, &sb.addr("proxy_smtp"), &mail, &[&bob]);
     assert_eq!(code, 0, "{err}");
-    let tls = tempfile::tempdir().unwrap();
-    let t = slapd_tls(tls.path());
-    let stls = SlapdTls {
-        cert: &t.server_cert,
-        key: &t.server_key,
-        client_ca: None,
-    };
-    let slapd = Slapd::start(&vzd(&sb, Some("1.5+"), Some("1.5")), &stls).unwrap();
+    let (_tls, t, slapd) = start_slapd(&vzd(&sb, Some("1.5+"), Some("1.5")), None);
     // bob's kim-cm allows large mails in its config; the directory does not
     let k = second_kimcm(&sb, |text| with_ldap(text, &slapd, &t.ca_cert, None));
     let got = fetch_as(&sb, 1, &k.pop3.unwrap().to_string(), 1);
@@ -256,20 +241,13 @@ fn a_recipient_with_certificates_of_two_telematik_ids_gets_nothing_and_the_sende
     let sb = Sandbox::start();
     let (alice, ..) = sb.account(0);
     let (bob, ..) = sb.account(1);
-    let tls = tempfile::tempdir().unwrap();
-    let t = slapd_tls(tls.path());
-    let stls = SlapdTls {
-        cert: &t.server_cert,
-        key: &t.server_key,
-        client_ca: None,
-    };
     // a second encryption certificate under bob's address, of another practice
     let foreign = extra_encryption_cert(&pki_dir(&sb), &bob, "1-another-practice").unwrap();
     let mut entries = vzd(&sb, Some("1.5+"), Some("1.5+"));
     let own = openssl::x509::X509::from_der(&entries[1].child_certs[0]).unwrap();
     assert_ne!(telematik_id(&own), telematik_id(&foreign));
     entries[1].child_certs.push(foreign.to_der().unwrap());
-    let slapd = Slapd::start(&entries, &stls).unwrap();
+    let (_tls, t, slapd) = start_slapd(&entries, None);
     let k = second_kimcm(&sb, |text| with_ldap(text, &slapd, &t.ca_cert, None));
     let sealed_for_alice = |sb: &Sandbox| {
         sb.stored_mails(&alice)
@@ -317,16 +295,9 @@ fn a_recipient_with_certificates_of_two_telematik_ids_gets_nothing_and_the_sende
 fn a_directory_that_demands_a_client_certificate_gets_the_configured_one() {
     let sb = Sandbox::start();
     let (bob, ..) = sb.account(1);
-    let tls = tempfile::tempdir().unwrap();
-    let t = slapd_tls(tls.path());
     // client certificates must chain to the sandbox's PKI CA
     let client_ca = pki_dir(&sb).join("ca.pem");
-    let stls = SlapdTls {
-        cert: &t.server_cert,
-        key: &t.server_key,
-        client_ca: Some(&client_ca),
-    };
-    let slapd = Slapd::start(&vzd(&sb, Some("1.5+"), Some("1.5+")), &stls).unwrap();
+    let (_tls, t, slapd) = start_slapd(&vzd(&sb, Some("1.5+"), Some("1.5+")), Some(&client_ca));
 
     let without = second_kimcm(&sb, |text| with_ldap(text, &slapd, &t.ca_cert, None));
     let (code, err) = send_as(

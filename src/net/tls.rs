@@ -8,7 +8,9 @@
 use std::path::Path;
 
 use openssl::pkcs12::Pkcs12;
-use openssl::ssl::{SslAcceptor, SslConnector, SslFiletype, SslMethod, SslVersion};
+use openssl::ssl::{
+    SslAcceptor, SslAcceptorBuilder, SslConnector, SslFiletype, SslMethod, SslVersion,
+};
 
 /// Groups offered by kim-cm as a TLS client: NIST and brainpool curves (TLS 1.2),
 /// in the order gemSpec_Krypt lists them.
@@ -32,15 +34,7 @@ fn file_err(path: &Path, reason: impl ToString) -> TlsSetupError {
 
 /// Server side for client-facing listeners: certificate chain and key from PEM files.
 pub fn acceptor(cert_chain: &Path, key: &Path) -> Result<SslAcceptor, TlsSetupError> {
-    let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
-    b.set_certificate_chain_file(cert_chain)
-        .map_err(|e| file_err(cert_chain, e))?;
-    b.set_private_key_file(key, SslFiletype::PEM)
-        .map_err(|e| file_err(key, e))?;
-    b.check_private_key()
-        .map_err(|e| file_err(key, format!("key does not match the certificate: {e}")))?;
-    b.set_min_proto_version(Some(SslVersion::TLS1_2))?;
-    Ok(b.build())
+    Ok(acceptor_builder(cert_chain, key)?.build())
 }
 
 /// As [`acceptor`], and the client must present a certificate that chains to
@@ -50,6 +44,16 @@ pub fn acceptor_requiring_client(
     key: &Path,
     client_ca: &Path,
 ) -> Result<SslAcceptor, TlsSetupError> {
+    let mut b = acceptor_builder(cert_chain, key)?;
+    b.set_ca_file(client_ca)
+        .map_err(|e| file_err(client_ca, e))?;
+    b.set_verify(
+        openssl::ssl::SslVerifyMode::PEER | openssl::ssl::SslVerifyMode::FAIL_IF_NO_PEER_CERT,
+    );
+    Ok(b.build())
+}
+
+fn acceptor_builder(cert_chain: &Path, key: &Path) -> Result<SslAcceptorBuilder, TlsSetupError> {
     let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
     b.set_certificate_chain_file(cert_chain)
         .map_err(|e| file_err(cert_chain, e))?;
@@ -58,12 +62,7 @@ pub fn acceptor_requiring_client(
     b.check_private_key()
         .map_err(|e| file_err(key, format!("key does not match the certificate: {e}")))?;
     b.set_min_proto_version(Some(SslVersion::TLS1_2))?;
-    b.set_ca_file(client_ca)
-        .map_err(|e| file_err(client_ca, e))?;
-    b.set_verify(
-        openssl::ssl::SslVerifyMode::PEER | openssl::ssl::SslVerifyMode::FAIL_IF_NO_PEER_CERT,
-    );
-    Ok(b.build())
+    Ok(b)
 }
 
 /// Client certificate for mutual TLS (C.CM.TLS-CS, KOM-LE-A_2182-01) from a PKCS#12 file.

@@ -279,10 +279,18 @@ pub fn python(script: &str, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// How long one curl may take.
+const CURL_MAX_SECS: u64 = 60;
+
 /// Runs curl; returns (exit code, stdout bytes, stderr).
 pub fn curl(args: &[&str]) -> (i32, Vec<u8>, String) {
+    curl_within(CURL_MAX_SECS, args)
+}
+
+/// Runs curl allowing it `max_secs` (large mails); as [`curl`].
+pub fn curl_within(max_secs: u64, args: &[&str]) -> (i32, Vec<u8>, String) {
     let out = Command::new("curl")
-        .args(["-s", "-S", "--max-time", "60"])
+        .args(["-s", "-S", "--max-time", &max_secs.to_string()])
         .args(args)
         .output()
         .expect("curl");

@@ -4,9 +4,8 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use super::kimcm::{url_with_login, KimCm, Sandbox};
+use super::kimcm::{curl_within, url_with_login, KimCm, Sandbox};
 
 /// A client mail of about `size` bytes with a text part and a base64 attachment.
 pub fn big_mail(dir: &Path, from: &str, to: &str, size: usize, extra_part: &str) -> PathBuf {
@@ -37,17 +36,12 @@ pub fn rand_id() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
+/// How long one curl with a large mail may take.
+const BIG_MAIL_CURL_SECS: u64 = 120;
+
+/// curl with room for large mails.
 pub fn curl(args: &[&str]) -> (i32, Vec<u8>, String) {
-    let out = Command::new("curl")
-        .args(["-s", "-S", "--max-time", "120"])
-        .args(args)
-        .output()
-        .expect("curl");
-    (
-        out.status.code().unwrap_or(-1),
-        out.stdout,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    curl_within(BIG_MAIL_CURL_SECS, args)
 }
 
 /// Sends `mail` as sandbox account `i` through the kim-cm SMTP at `smtp`; curl's
