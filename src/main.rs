@@ -44,6 +44,10 @@ enum Command {
         /// over TLS) instead of in PKCS#12 files.
         #[arg(long)]
         konnektor: bool,
+        /// Keep the directory (VZD) in OpenLDAP: starts Debian's `slapd` on a free
+        /// loopback port instead of reading certificates from a folder.
+        #[arg(long)]
+        ldap: bool,
     },
     /// Work on one KIM mail: `open` it as the POP3 side would deliver it, or `seal` a
     /// mail as the SMTP side would send it.
@@ -187,6 +191,7 @@ fn main() -> ExitCode {
             any_ports,
             demo,
             konnektor,
+            ldap,
         } => {
             init_logging(LogFormat::Text, if demo { "warn" } else { "info" });
             let ports = if any_ports {
@@ -200,7 +205,8 @@ fn main() -> ExitCode {
                 } else {
                     sandbox::Backend::Software
                 };
-                let sb = match sandbox::start(&data_dir, ports, backend).await {
+                let options = sandbox::Options { backend, ldap };
+                let sb = match sandbox::start(&data_dir, ports, options).await {
                     Ok(s) => s,
                     Err(e) => {
                         eprintln!("kim-cm: cannot start the sandbox: {e}");

@@ -5,13 +5,29 @@
 //! as too frequent (4013), altered data (4007), a wrong hash (4012) and an account
 //! without large-mail reception (4018). Driven with curl against the sandbox; a
 //! second kim-cm from the sandbox's own config where a setting must differ.
+//!
+//! Each test runs on both backends (`software::…`, `konnektor::…`): software keys
+//! with a folder directory, and as in the TI, smart cards in the simulated
+//! Konnektor with the directory in OpenLDAP slapd.
 
 mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::kimcm::Sandbox;
+use common::kimcm::{Backend, Sandbox};
+
+on_both_backends!(
+    a_full_kas_gets_521_and_nothing_is_sent,
+    mail_data_over_the_kas_size_limit_get_552_and_nothing_is_sent,
+    a_dead_kas_gets_451_and_the_sender_the_4002_report,
+    a_large_client_mail_with_an_x_kas_part_is_refused,
+    a_download_refused_as_too_frequent_gives_4013_and_is_tried_again,
+    altered_mail_data_give_4007,
+    a_wrong_hash_gives_4012,
+    more_data_than_announced_are_not_downloaded,
+    an_account_without_large_mail_reception_gets_4018_and_nothing_is_downloaded,
+);
 use common::mail::{big_mail, config_text, curl, fetch_via, header_value, second_kimcm, send_via};
 
 const MIB: usize = 1024 * 1024;
@@ -39,11 +55,13 @@ fn kas_url(sb: &Sandbox) -> String {
     line.split('"').nth(1).unwrap().to_string()
 }
 
-#[test]
-fn a_full_kas_gets_521_and_nothing_is_sent() {
-    let sb = Sandbox::start_with_limits(&serde_json::json!({
-        "alice@praxis-a.kim.test": {"kasQuota": 1_000_000}
-    }));
+fn a_full_kas_gets_521_and_nothing_is_sent(backend: Backend) {
+    let sb = Sandbox::start_on_with_limits(
+        backend,
+        &serde_json::json!({
+            "alice@praxis-a.kim.test": {"kasQuota": 1_000_000}
+        }),
+    );
     let (alice, ..) = sb.account(0);
     let (bob, ..) = sb.account(1);
     assert_eq!(
@@ -59,12 +77,14 @@ fn a_full_kas_gets_521_and_nothing_is_sent() {
     assert!(sb.log().contains("KAS upload failed"), "{}", sb.log());
 }
 
-#[test]
-fn mail_data_over_the_kas_size_limit_get_552_and_nothing_is_sent() {
+fn mail_data_over_the_kas_size_limit_get_552_and_nothing_is_sent(backend: Backend) {
     // the account may send 700 MiB (maxMailSize), the KAS takes only 1 MB: 413
-    let sb = Sandbox::start_with_limits(&serde_json::json!({
-        "alice@praxis-a.kim.test": {"kasMaxAttachment": 1_000_000}
-    }));
+    let sb = Sandbox::start_on_with_limits(
+        backend,
+        &serde_json::json!({
+            "alice@praxis-a.kim.test": {"kasMaxAttachment": 1_000_000}
+        }),
+    );
     let (alice, ..) = sb.account(0);
     let (bob, ..) = sb.account(1);
     let mail = big_mail(sb.dir.path(), &alice, &bob, 16 * MIB, "");
@@ -82,9 +102,8 @@ fn mail_data_over_the_kas_size_limit_get_552_and_nothing_is_sent() {
     assert!(sb.log().contains("KAS upload failed"), "{}", sb.log());
 }
 
-#[test]
-fn a_dead_kas_gets_451_and_the_sender_the_4002_report() {
-    let sb = Sandbox::start();
+fn a_dead_kas_gets_451_and_the_sender_the_4002_report(backend: Backend) {
+    let sb = Sandbox::start_on(backend);
     let (alice, ..) = sb.account(0);
     let (bob, ..) = sb.account(1);
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -139,9 +158,8 @@ fn an_mta_refusal_after_the_upload_deletes_the_kas_data() {
     );
 }
 
-#[test]
-fn a_large_client_mail_with_an_x_kas_part_is_refused() {
-    let sb = Sandbox::start();
+fn a_large_client_mail_with_an_x_kas_part_is_refused(backend: Backend) {
+    let sb = Sandbox::start_on(backend);
     let (alice, ..) = sb.account(0);
     let (bob, ..) = sb.account(1);
     let part = "--b1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Disposition: x-kas\r\n\r\n{\"link\":\"https://evil/x\",\"k\":\"a\",\"hash\":\"b\",\"size\":1}\r\n";
@@ -164,9 +182,8 @@ fn sent_kas_mail(sb: &Sandbox) -> String {
     ids[0].clone()
 }
 
-#[test]
-fn a_download_refused_as_too_frequent_gives_4013_and_is_tried_again() {
-    let sb = Sandbox::start();
+fn a_download_refused_as_too_frequent_gives_4013_and_is_tried_again(backend: Backend) {
+    let sb = Sandbox::start_on(backend);
     let id = sent_kas_mail(&sb);
     let (bob, ..) = sb.account(1);
     // someone used up bob's downloads
@@ -211,9 +228,8 @@ fn a_download_refused_as_too_frequent_gives_4013_and_is_tried_again() {
     );
 }
 
-#[test]
-fn altered_mail_data_give_4007() {
-    let sb = Sandbox::start();
+fn altered_mail_data_give_4007(backend: Backend) {
+    let sb = Sandbox::start_on(backend);
     let id = sent_kas_mail(&sb);
     let blob = kas_dir(&sb).join(format!("{id}.bin"));
     let mut bytes = std::fs::read(&blob).unwrap();
@@ -315,9 +331,8 @@ fn replace_json(inner: &mut String, field: &str, value: &str) {
     inner.replace_range(at..end, value);
 }
 
-#[test]
-fn a_wrong_hash_gives_4012() {
-    let sb = Sandbox::start();
+fn a_wrong_hash_gives_4012(backend: Backend) {
+    let sb = Sandbox::start_on(backend);
     sent_kas_mail(&sb);
     forge_stored(&sb, |inner| {
         replace_json(
@@ -341,9 +356,8 @@ fn a_wrong_hash_gives_4012() {
     );
 }
 
-#[test]
-fn more_data_than_announced_are_not_downloaded() {
-    let sb = Sandbox::start();
+fn more_data_than_announced_are_not_downloaded(backend: Backend) {
+    let sb = Sandbox::start_on(backend);
     sent_kas_mail(&sb);
     forge_stored(&sb, |inner| replace_json(inner, "size", "1000"));
     let got = fetch_via(&sb, &sb.addr("proxy_pop3"));
@@ -365,9 +379,8 @@ fn more_data_than_announced_are_not_downloaded() {
     );
 }
 
-#[test]
-fn an_account_without_large_mail_reception_gets_4018_and_nothing_is_downloaded() {
-    let sb = Sandbox::start();
+fn an_account_without_large_mail_reception_gets_4018_and_nothing_is_downloaded(backend: Backend) {
+    let sb = Sandbox::start_on(backend);
     sent_kas_mail(&sb);
     let (bob, ..) = sb.account(1);
     let k = second_kimcm(&sb, |t| {

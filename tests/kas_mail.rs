@@ -3,6 +3,10 @@
 //! KAS and seals the small KIM mail for the simulated Fachdienst; curl fetches it
 //! back through kim-cm's POP3 listener, which downloads, decrypts and restores it.
 //! The restored mail is compared byte for byte with what was sent.
+//!
+//! Each test runs on both backends (`software::…`, `konnektor::…`): software keys
+//! with a folder directory, and as in the TI, smart cards in the simulated
+//! Konnektor with the directory in OpenLDAP slapd.
 
 mod common;
 
@@ -10,7 +14,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::kimcm::{python, strip_trace_headers, url_with_login, Sandbox};
+use common::kimcm::{python, strip_trace_headers, url_with_login, Backend, Sandbox};
+
+on_both_backends!(
+    a_20_mib_mail_goes_through_the_kas_and_comes_back_whole,
+    a_100_mib_mail_goes_through_the_kas_and_comes_back_whole,
+    slow_a_700_mib_mail_goes_through_the_kas_and_comes_back_whole,
+    the_servers_threshold_sends_a_smaller_mail_through_the_kas,
+);
 
 const MIB: usize = 1024 * 1024;
 
@@ -100,8 +111,8 @@ fn kas_files(sb: &Sandbox) -> usize {
 /// Sends a mail of `size` through kim-cm and the KAS and fetches it back; the
 /// restored mail must be the sent one with the results on top and the notes in
 /// its text part, every other byte unchanged.
-fn round_trip(size: usize) {
-    let sb = Sandbox::start();
+fn round_trip(backend: Backend, size: usize) {
+    let sb = Sandbox::start_on(backend);
     let (alice, _, _, _) = sb.account(0);
     let (bob, bpw, _, bpop3) = sb.account(1);
     let (mail, head) = big_mail(
@@ -227,29 +238,28 @@ print(listing[0].decode())\n",
     assert_eq!(cached.len(), 1);
 }
 
-#[test]
-fn a_20_mib_mail_goes_through_the_kas_and_comes_back_whole() {
-    round_trip(20 * MIB);
+fn a_20_mib_mail_goes_through_the_kas_and_comes_back_whole(backend: Backend) {
+    round_trip(backend, 20 * MIB);
 }
 
-#[test]
-fn a_100_mib_mail_goes_through_the_kas_and_comes_back_whole() {
-    round_trip(100 * MIB);
+fn a_100_mib_mail_goes_through_the_kas_and_comes_back_whole(backend: Backend) {
+    round_trip(backend, 100 * MIB);
 }
 
 /// Slow (about a minute on two cores), run by CI all the same.
-#[test]
-fn slow_a_700_mib_mail_goes_through_the_kas_and_comes_back_whole() {
-    round_trip(699 * MIB);
+fn slow_a_700_mib_mail_goes_through_the_kas_and_comes_back_whole(backend: Backend) {
+    round_trip(backend, 699 * MIB);
 }
 
 /// A `kasMailSizeThreshold` from getLimits takes precedence over 15 MiB: with
 /// 2 MiB, a 3 MiB mail goes through the KAS and comes back whole.
-#[test]
-fn the_servers_threshold_sends_a_smaller_mail_through_the_kas() {
-    let sb = Sandbox::start_with_limits(&serde_json::json!({
-        "alice@praxis-a.kim.test": {"kasMailSizeThreshold": 2 * MIB}
-    }));
+fn the_servers_threshold_sends_a_smaller_mail_through_the_kas(backend: Backend) {
+    let sb = Sandbox::start_on_with_limits(
+        backend,
+        &serde_json::json!({
+            "alice@praxis-a.kim.test": {"kasMailSizeThreshold": 2 * MIB}
+        }),
+    );
     let (alice, ..) = sb.account(0);
     let (bob, ..) = sb.account(1);
     let (mail, head) = big_mail(sb.dir.path(), &alice, &bob, 3 * MIB, "kas-threshold");

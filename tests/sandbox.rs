@@ -1,12 +1,25 @@
 //! kim-cm as a user meets it: the sandbox (simulated Fachdienst + proxy, from the real
 //! binary), driven by curl and Python's smtplib/poplib.
+//!
+//! Each test runs on both backends (`software::…`, `konnektor::…`): software keys
+//! with a folder directory, and as in the TI, smart cards in the simulated
+//! Konnektor with the directory in OpenLDAP slapd.
 
 mod common;
 
 use std::process::Command;
 
-use common::kimcm::{bin, curl, python, strip_trace_headers, url_with_login, write_file, Sandbox};
+use common::kimcm::{
+    bin, curl, python, strip_trace_headers, url_with_login, write_file, Backend, Sandbox,
+};
 use common::raw::Raw;
+
+on_both_backends!(
+    curl_round_trip_seals_and_opens,
+    smtplib_sees_the_spec_dialogue,
+    over_long_line_and_size_and_session_goes_on,
+    passwords_never_appear_in_logs,
+);
 
 #[test]
 fn sandbox_demo_sends_and_fetches_one_mail() {
@@ -36,9 +49,8 @@ fn sandbox_demo_sends_and_fetches_one_mail() {
     assert!(json.contains("alice@praxis-a.kim.test") && json.contains("ca_file"));
 }
 
-#[test]
-fn curl_round_trip_seals_and_opens() {
-    let sb = Sandbox::start();
+fn curl_round_trip_seals_and_opens(backend: Backend) {
+    let sb = Sandbox::start_on(backend);
     let (alice, apw, asmtp, _) = sb.account(0);
     let (bob, bpw, _, bpop3) = sb.account(1);
     let head = format!(
@@ -106,9 +118,8 @@ fn curl_round_trip_seals_and_opens() {
     );
 }
 
-#[test]
-fn smtplib_sees_the_spec_dialogue() {
-    let sb = Sandbox::start();
+fn smtplib_sees_the_spec_dialogue(backend: Backend) {
+    let sb = Sandbox::start_on(backend);
     let (alice, apw, asmtp, _) = sb.account(0);
     let (bob, ..) = sb.account(1);
     let addr: std::net::SocketAddr = sb.addr("proxy_smtp").parse().unwrap();
@@ -206,9 +217,8 @@ fn smtplib_sees_the_spec_dialogue() {
     assert_eq!(stored.len(), 2, "{}", sb.log());
 }
 
-#[test]
-fn over_long_line_and_size_and_session_goes_on() {
-    let sb = Sandbox::start();
+fn over_long_line_and_size_and_session_goes_on(backend: Backend) {
+    let sb = Sandbox::start_on(backend);
     let mut c = Raw::connect(sb.addr("proxy_smtp").parse().unwrap());
     assert!(c.reply().starts_with("220 kim-cm-sandbox ESMTP"));
     let long = format!("NOOP {}", "x".repeat(10_000));
@@ -217,9 +227,8 @@ fn over_long_line_and_size_and_session_goes_on() {
     assert!(c.cmd("QUIT").starts_with("221"));
 }
 
-#[test]
-fn passwords_never_appear_in_logs() {
-    let sb = Sandbox::start_with_env(&[("RUST_LOG", "trace")]);
+fn passwords_never_appear_in_logs(backend: Backend) {
+    let sb = Sandbox::start_on_with_env(backend, &[("RUST_LOG", "trace")]);
     let (alice, apw, asmtp, apop3) = sb.account(0);
     let file = write_file(
         sb.dir.path(),

@@ -17,6 +17,7 @@ use crate::testbed::ca;
 use crate::testbed::fachdienst::{self, Fachdienst};
 use crate::testbed::konnektor::{self, RunningSim, SimConfig, SimContext};
 use crate::testbed::pki::{self, TestPki};
+use crate::testbed::slapd::{Slapd, SlapdTls, VzdEntry};
 
 /// The sandbox's accounts: two practices.
 pub const SANDBOX_ACCOUNTS: [&str; 2] = ["alice@praxis-a.kim.test", "bob@praxis-b.kim.test"];
@@ -63,6 +64,9 @@ pub struct SandboxInfo {
     /// The simulated Konnektor's folder (faults.json, requests/), when it runs.
     #[serde(default)]
     pub konnektor_dir: Option<PathBuf>,
+    /// The directory's address, when it is in slapd.
+    #[serde(default)]
+    pub ldap_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -82,6 +86,26 @@ pub enum Backend {
     Konnektor,
 }
 
+/// How the sandbox is put together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    pub backend: Backend,
+    /// The directory (VZD) in a real OpenLDAP `slapd` over LDAPS instead of a
+    /// folder of PEM files.
+    pub ldap: bool,
+}
+
+impl Options {
+    pub const SOFTWARE: Options = Options {
+        backend: Backend::Software,
+        ldap: false,
+    };
+}
+
+/// The KIM version the sandbox's accounts have in the LDAP directory: 1.5 and
+/// ready for large mails (A_23505).
+const SANDBOX_KIM_VERSION: &str = "1.5+";
+
 /// The Konnektor context of the sandbox's login names (SANDBOX_CONTEXT).
 const SANDBOX_MANDANT: &str = "1";
 const SANDBOX_CLIENT_SYSTEM: &str = "KOM_LE";
@@ -94,15 +118,17 @@ pub struct Sandbox {
     pub info: SandboxInfo,
     pub fachdienst: Fachdienst,
     pub konnektor: Option<RunningSim>,
+    /// The directory, when it is in slapd (stopped on drop).
+    pub ldap: Option<Slapd>,
     _proxy: Running,
 }
 
 /// Starts the simulated Fachdienst (and, for [`Backend::Konnektor`], the simulated
-/// Konnektor) and the proxy in `data_dir`.
+/// Konnektor; with `ldap`, slapd as the directory) and the proxy in `data_dir`.
 pub async fn start(
     data_dir: &Path,
     ports: Ports,
-    backend: Backend,
+    options: Options,
 ) -> Result<Sandbox, Box<dyn std::error::Error + Send + Sync>> {
     std::fs::create_dir_all(data_dir)?;
     let data_dir = data_dir.canonicalize()?;
@@ -126,7 +152,7 @@ pub async fn start(
 
     // the practices' keys and the directory of encryption certificates
     let pki = pki::make(&data_dir.join("pki"), &SANDBOX_ACCOUNTS)?;
-    let konnektor = match backend {
+    let konnektor = match options.backend {
         Backend::Software => None,
         Backend::Konnektor => {
             let password = std::fs::read_to_string(&pki.password_file)?;
@@ -145,6 +171,13 @@ pub async fn start(
     if let Some(k) = &konnektor {
         text = with_konnektor(&text, k);
     }
+    let ldap = if options.ldap {
+        let slapd = start_ldap(&fd, &pki).await?;
+        text = with_ldap(&text, &slapd, &fd.tls.ca_cert);
+        Some(slapd)
+    } else {
+        None
+    };
     std::fs::write(&config_file, text)?;
     let cfg = Arc::new(Config::load(&config_file)?);
     let proxy = serve::start(cfg).await?;
@@ -168,6 +201,7 @@ pub async fn start(
         config_file,
         accounts,
         konnektor_dir: konnektor.as_ref().map(|k| k.dir.clone()),
+        ldap_url: ldap.as_ref().map(Slapd::url),
     };
     ca::write_private(
         &data_dir.join("sandbox.json"),
@@ -177,8 +211,57 @@ pub async fn start(
         info,
         fachdienst: fd,
         konnektor,
+        ldap,
         _proxy: proxy,
     })
+}
+
+/// slapd with the sandbox's accounts (their encryption certificates and KIM
+/// version), over LDAPS with the Fachdienst's test server certificate.
+async fn start_ldap(
+    fd: &Fachdienst,
+    pki: &TestPki,
+) -> Result<Slapd, Box<dyn std::error::Error + Send + Sync>> {
+    let mut entries = Vec::new();
+    for a in &pki.accounts {
+        let pem = std::fs::read(pki.directory.join(format!("{}.pem", a.address)))?;
+        let certs = openssl::x509::X509::stack_from_pem(&pem)?
+            .iter()
+            .map(|c| c.to_der())
+            .collect::<Result<Vec<_>, _>>()?;
+        entries.push(VzdEntry::new(&a.address, Some(SANDBOX_KIM_VERSION), certs));
+    }
+    let (cert, key) = (fd.tls.server_cert.clone(), fd.tls.server_key.clone());
+    // slapadd and the wait for the port block: off the runtime's threads
+    let slapd = tokio::task::spawn_blocking(move || {
+        let tls = SlapdTls {
+            cert: &cert,
+            key: &key,
+            client_ca: None,
+        };
+        Slapd::start(&entries, &tls)
+    })
+    .await??;
+    Ok(slapd)
+}
+
+/// The config with the directory in slapd instead of the folder.
+fn with_ldap(config: &str, slapd: &Slapd, ca: &Path) -> String {
+    let mut out = String::new();
+    for line in config.lines() {
+        if line.starts_with("folder = ") {
+            out.push_str(&format!(
+                "ldap_url = \"{}\"\nldap_base = \"{}\"\nldap_ca_file = \"{}\"\n",
+                slapd.url(),
+                crate::testbed::slapd::BASE,
+                ca.display()
+            ));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// The config with the accounts' keys on the simulated Konnektor's cards instead
@@ -265,6 +348,15 @@ impl SandboxInfo {
             self.ca_file.display(),
             self.config_file.display()
         ));
+        if let Some(dir) = &self.konnektor_dir {
+            s.push_str(&format!(
+                "Simulated Konnektor: {} (faults.json, requests/)\n",
+                dir.display()
+            ));
+        }
+        if let Some(url) = &self.ldap_url {
+            s.push_str(&format!("Directory: OpenLDAP slapd at {url}\n"));
+        }
         s
     }
 }

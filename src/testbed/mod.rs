@@ -9,5 +9,6 @@ pub mod limits;
 pub mod mailstore;
 pub mod pki;
 pub mod pop3;
+pub mod slapd;
 pub mod smtp;
 pub mod users;

@@ -128,6 +128,45 @@ fn find_addr(log: &str, marker: &str) -> Option<SocketAddr> {
     line[start..].split_whitespace().next()?.parse().ok()
 }
 
+/// Where a sandbox's practices keep their keys and find each other's certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// PKCS#12 files read by kim-cm, the directory a folder of PEM files.
+    Software,
+    /// As in the TI: smart cards in the simulated Konnektor (KOM-LE-A_2177), the
+    /// directory (VZD) in a real OpenLDAP slapd.
+    Konnektor,
+}
+
+impl Backend {
+    fn sandbox_args(self) -> &'static [&'static str] {
+        match self {
+            Backend::Software => &[],
+            Backend::Konnektor => &["--konnektor", "--ldap"],
+        }
+    }
+}
+
+/// Runs each named test function `fn name(backend: Backend)` once per [`Backend`],
+/// as the tests `software::name` and `konnektor::name`, so one suite proves both.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod software {
+            $(#[test]
+            fn $name() {
+                super::$name($crate::common::kimcm::Backend::Software)
+            })*
+        }
+        mod konnektor {
+            $(#[test]
+            fn $name() {
+                super::$name($crate::common::kimcm::Backend::Konnektor)
+            })*
+        }
+    };
+}
+
 /// `kim-cm sandbox --any-ports` in a temp folder; the settings come from sandbox.json.
 pub struct Sandbox {
     child: Child,
@@ -160,6 +199,43 @@ impl Sandbox {
     /// A sandbox whose AccountLimit service answers with `limits` (address → object).
     pub fn start_with_limits(limits: &serde_json::Value) -> Sandbox {
         Self::start_with(&[], Some(limits))
+    }
+
+    /// A sandbox on `backend`.
+    pub fn start_on(backend: Backend) -> Sandbox {
+        Self::start_args(&[], None, backend.sandbox_args()).checked(backend)
+    }
+
+    /// A sandbox on `backend` with extra environment variables.
+    pub fn start_on_with_env(backend: Backend, env: &[(&str, &str)]) -> Sandbox {
+        Self::start_args(env, None, backend.sandbox_args()).checked(backend)
+    }
+
+    /// A sandbox on `backend` whose AccountLimit service answers with `limits`.
+    pub fn start_on_with_limits(backend: Backend, limits: &serde_json::Value) -> Sandbox {
+        Self::start_args(&[], Some(limits), backend.sandbox_args()).checked(backend)
+    }
+
+    /// Asserts that the proxy's config really uses `backend`: keys on the cards
+    /// and the directory in slapd, or PKCS#12 files and the folder.
+    fn checked(self, backend: Backend) -> Sandbox {
+        let config = std::fs::read_to_string(self.addr("config_file")).unwrap();
+        let konnektor = config.contains("\nkonnektor = ") && config.contains("\nldap_url = ");
+        let software = config.contains("\nsigning_pkcs12 = ") && config.contains("\nfolder = ");
+        match backend {
+            Backend::Konnektor => assert!(konnektor && !software, "{config}"),
+            Backend::Software => assert!(software && !konnektor, "{config}"),
+        }
+        self
+    }
+
+    /// Which backend the sandbox runs (from its settings).
+    pub fn backend(&self) -> Backend {
+        if self.info["konnektor_dir"].is_string() {
+            Backend::Konnektor
+        } else {
+            Backend::Software
+        }
     }
 
     fn start_with(env: &[(&str, &str)], limits: Option<&serde_json::Value>) -> Sandbox {
