@@ -54,6 +54,25 @@ pub struct Config {
     /// The practice's Konnektoren, for accounts whose keys are on smart cards.
     #[serde(default)]
     pub konnektor: Vec<KonnektorConfig>,
+    /// The local admin page (issue 6); off when absent.
+    pub admin: Option<AdminConfig>,
+}
+
+/// The admin web page: on loopback only, with its own login.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// `127.0.0.1:port` or `[::1]:port`; other addresses are refused.
+    pub address: SocketAddr,
+    /// The admin's login name.
+    #[serde(default = "default_admin_user")]
+    pub user: String,
+    /// The Argon2 hash of the admin password (`kim-cm admin-password` writes it).
+    pub password_hash_file: PathBuf,
+}
+
+fn default_admin_user() -> String {
+    "admin".into()
 }
 
 /// One Konnektor (gemSpec_CM_KOMLE 3.8; docs/konnektor.md).
@@ -381,6 +400,15 @@ impl Config {
             );
         }
         cfg.trust.ca_file.as_mut().map(abs);
+        if let Some(a) = cfg.admin.as_mut() {
+            abs(&mut a.password_hash_file);
+            if !a.address.ip().is_loopback() {
+                return Err(format!(
+                    "[admin] address {}: the admin page listens on loopback only (127.0.0.1 or ::1); reach it from elsewhere through an SSH tunnel",
+                    a.address
+                ));
+            }
+        }
         let mut ids = std::collections::HashSet::new();
         for k in cfg.konnektor.iter_mut() {
             abs(&mut k.ca_file);

@@ -65,6 +65,14 @@ enum Command {
         #[arg(long = "account", required = true)]
         accounts: Vec<String>,
     },
+    /// Set the admin page's password: asks for it (or reads the first line of
+    /// standard input) and writes its Argon2 hash to the file `[admin]
+    /// password_hash_file` names, readable by the owner only.
+    AdminPassword {
+        /// Where to write the hash.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Measure the proxy (see docs/performance.md).
     Bench {
         #[command(subcommand)]
@@ -342,6 +350,23 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("kim-cm: cannot make the test PKI in {}: {e}", out.display());
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::AdminPassword { out } => {
+            use kim_cm::admin::web::password;
+            let hashed = password::read_new().and_then(|p| password::hash(&p));
+            match hashed.and_then(|h| {
+                kim_cm::testbed::ca::write_private(&out, format!("{h}\n").as_bytes())
+                    .map_err(|e| e.to_string())
+            }) {
+                Ok(()) => {
+                    println!("admin password hash written to {}", out.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("kim-cm: {e}");
                     ExitCode::from(1)
                 }
             }

@@ -9,6 +9,11 @@ use openssl::ssl::{SslAcceptor, SslConnector};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::activity::Activity;
+use crate::admin::web::health::Probes;
+use crate::admin::web::password::AdminPassword;
+use crate::admin::web::session::Sessions;
+use crate::admin::web::AdminState;
 use crate::config::{Config, Listener};
 use crate::crypto::konnektor::{KonnektorAccounts, KonnektorCrypto};
 use crate::crypto::software::{KeyError, SoftwareKeys};
@@ -59,6 +64,8 @@ pub enum StartError {
 pub struct Running {
     pub smtp: Vec<SocketAddr>,
     pub pop3: Vec<SocketAddr>,
+    /// The admin page, when `[admin]` is configured.
+    pub admin: Option<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -289,7 +296,17 @@ pub async fn start(cfg: Arc<Config>) -> Result<Running, StartError> {
         connect_timeout: cfg.proxy.connect_timeout(),
         timeout: cfg.proxy.upstream_timeout(),
     };
-    let (sealing, opening) = match crypto(&cfg)? {
+    let crypto = crypto(&cfg)?;
+    let konnektor_clients: Vec<(String, Arc<Konnektor>)> = crypto
+        .as_ref()
+        .map(|c| {
+            c.konnektors
+                .konnektors()
+                .map(|(id, k)| (id.to_string(), k.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let (sealing, opening) = match crypto {
         None => {
             tracing::warn!("allow_unsealed_for_testing: mails go to the Fachdienst unsigned and unencrypted; never use this in the TI");
             (Sealing::Unsealed, Opening::Unopened)
@@ -331,6 +348,7 @@ pub async fn start(cfg: Arc<Config>) -> Result<Running, StartError> {
     let mut running = Running {
         smtp: Vec::new(),
         pop3: Vec::new(),
+        admin: None,
         tasks: Vec::new(),
     };
 
@@ -353,6 +371,11 @@ pub async fn start(cfg: Arc<Config>) -> Result<Running, StartError> {
     if kas.is_none() && !matches!(opening, Opening::Unopened) {
         tracing::warn!("[upstream] kas_url is not set: client mails over 15 MiB are refused");
     }
+    let activity = Arc::new(Activity::new());
+    let store = match &opening {
+        Opening::Software { store, .. } => Some(store.clone()),
+        Opening::Unopened => None,
+    };
     let smtp_backend = Arc::new(SmtpProxy::new(
         cfg.clone(),
         smtp::client::ClientSettings {
@@ -364,6 +387,7 @@ pub async fn start(cfg: Arc<Config>) -> Result<Running, StartError> {
         },
         SendPipeline::new(sealing, &cfg.proxy.name, kas),
         limits,
+        activity.clone(),
     ));
     for l in &cfg.smtp_listener {
         let (listener, settings, addr) = open(&cfg, l, &spool).await?;
@@ -382,6 +406,7 @@ pub async fn start(cfg: Arc<Config>) -> Result<Running, StartError> {
             timeout: cfg.proxy.upstream_timeout(),
         },
         opening,
+        activity.clone(),
     ));
     for l in &cfg.pop3_listener {
         let (listener, settings, addr) = open(&cfg, l, &spool).await?;
@@ -389,6 +414,62 @@ pub async fn start(cfg: Arc<Config>) -> Result<Running, StartError> {
         running.pop3.push(addr);
         let task = pop3::server::serve_pop3(listener, settings, pop3_backend.clone());
         running.tasks.push(tokio::spawn(task));
+    }
+
+    if let Some(admin) = &cfg.admin {
+        let password = std::fs::read_to_string(&admin.password_hash_file).map_err(|source| {
+            StartError::File {
+                path: admin.password_hash_file.display().to_string(),
+                source,
+            }
+        })?;
+        let password = AdminPassword::parse(&password).map_err(|e| {
+            StartError::Setup(format!(
+                "[admin] password_hash_file {}: {e}",
+                admin.password_hash_file.display()
+            ))
+        })?;
+        let listener =
+            TcpListener::bind(admin.address)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: admin.address,
+                    source,
+                })?;
+        let addr = listener.local_addr().unwrap_or(admin.address);
+        let probes = Probes::new(
+            &cfg,
+            smtp::client::ClientSettings {
+                tls: cfg.upstream.smtp_tls,
+                connector: connector.clone(),
+                connect_timeout: cfg.proxy.connect_timeout(),
+                timeout: cfg.proxy.upstream_timeout(),
+                helo_name: cfg.proxy.name.clone(),
+            },
+            pop3::client::ClientSettings {
+                tls: cfg.upstream.pop3_tls,
+                connector: connector.clone(),
+                connect_timeout: cfg.proxy.connect_timeout(),
+                timeout: cfg.proxy.upstream_timeout(),
+            },
+            http.clone(),
+            konnektor_clients,
+        );
+        let state = Arc::new(AdminState {
+            config: cfg.clone(),
+            user: admin.user.clone(),
+            password,
+            sessions: Sessions::new(),
+            activity,
+            store,
+            probes,
+            addr,
+        });
+        tracing::info!(%addr, "admin page ready");
+        running.admin = Some(addr);
+        running
+            .tasks
+            .push(tokio::spawn(crate::admin::web::serve(listener, state)));
     }
     Ok(running)
 }

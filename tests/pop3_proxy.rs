@@ -116,6 +116,7 @@ impl Fixture {
                 timeout: config.proxy.upstream_timeout(),
             },
             kim_cm::proxy::pop3::Opening::Unopened,
+            Arc::new(kim_cm::activity::Activity::new()),
         ));
         let proxy_settings = Arc::new(server::Settings {
             name: config.proxy.name.clone(),

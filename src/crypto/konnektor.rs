@@ -365,6 +365,11 @@ impl KonnektorAccounts {
     }
 
     /// Whether `address` keeps its keys on a Konnektor's cards.
+    /// Every configured Konnektor, by id.
+    pub fn konnektors(&self) -> impl Iterator<Item = (&str, &Arc<Konnektor>)> {
+        self.by_id.iter().map(|(id, c)| (id.as_str(), &c.konnektor))
+    }
+
     pub fn has(&self, address: &str) -> bool {
         self.accounts.contains_key(&address.to_ascii_lowercase())
     }

@@ -59,6 +59,20 @@ impl Konnektor {
         if let Some(e) = known.as_ref() {
             return Ok(e.clone());
         }
+        let e = self.read_directory().await?;
+        tracing::info!(sds = %self.settings.sds_url, ecc = e.ecc, "Konnektor service directory read");
+        *known = Some(e.clone());
+        Ok(e)
+    }
+
+    /// Reads the service directory afresh without changing the endpoints in use
+    /// (the admin page's health check).
+    pub async fn probe(&self) -> Result<Endpoints, KonnektorError> {
+        self.read_directory().await
+    }
+
+    /// `connector.sds`, fetched and parsed.
+    async fn read_directory(&self) -> Result<Endpoints, KonnektorError> {
         let s = &self.settings;
         let (status, body) = soap::exchange(
             &s.sds_url,
@@ -86,8 +100,6 @@ impl Konnektor {
             operation: "connector.sds",
             why,
         })?;
-        tracing::info!(sds = %s.sds_url, ecc = e.ecc, "Konnektor service directory read");
-        *known = Some(e.clone());
         Ok(e)
     }
 

@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use openssl::x509::store::X509Store;
 
+use crate::activity::Activity;
 use crate::config::Config;
 use crate::crypto::konnektor::{KonnektorAccounts, KonnektorOpener};
 use crate::crypto::opener::SoftwareOpener;
@@ -91,6 +92,8 @@ pub struct Pop3Proxy {
     client: ClientSettings,
     spool: SpoolSettings,
     opening: Opening,
+    /// Where each opened mail is counted (the admin page).
+    activity: Arc<Activity>,
 }
 
 /// One logged-in client: its upstream connection to the Fachdienst's mailbox.
@@ -114,10 +117,16 @@ pub struct ProxyMailbox {
     /// (a mail restored from the KAS, in an unnamed spool file): kept for the RETR
     /// that usually follows, so 700 MiB are not decrypted twice.
     large_opened: Option<(usize, Spool)>,
+    activity: Arc<Activity>,
 }
 
 impl Pop3Proxy {
-    pub fn new(config: Arc<Config>, client: ClientSettings, opening: Opening) -> Pop3Proxy {
+    pub fn new(
+        config: Arc<Config>,
+        client: ClientSettings,
+        opening: Opening,
+        activity: Arc<Activity>,
+    ) -> Pop3Proxy {
         let spool = SpoolSettings {
             dir: config.proxy.data_dir.join("spool"),
             memory_limit: config.proxy.spool_memory_limit,
@@ -127,6 +136,7 @@ impl Pop3Proxy {
             client,
             spool,
             opening,
+            activity,
         }
     }
 
@@ -218,6 +228,7 @@ impl Backend for Pop3Proxy {
                     kas_cached: HashMap::new(),
                     deleted: Default::default(),
                     large_opened: None,
+                    activity: self.activity.clone(),
                 })
             }
             Err(ClientError::Rejected(text)) => {
@@ -362,6 +373,16 @@ impl ProxyMailbox {
                 integrity = %opened.integrity,
                 "KIM mail opened"
             );
+            let fine = opened.decryption == "00" && opened.integrity == "01";
+            self.activity.opened(
+                &self.login.address,
+                (!fine).then(|| {
+                    format!(
+                        "opened with X-KIM-DecryptionResult {} and X-KIM-IntegrityCheckResult {}",
+                        opened.decryption, opened.integrity
+                    )
+                }),
+            );
         }
         let result = OpenResult {
             size: opened.mail.len() as u64,
@@ -393,6 +414,11 @@ impl ProxyMailbox {
             size = r.mail.len(),
             error = r.error.unwrap_or("none"),
             "KIM mail with KAS data opened"
+        );
+        self.activity.opened(
+            &address,
+            r.error
+                .map(|code| format!("KAS mail data not restored, error mail {code}")),
         );
         if let Some(path) = r.cached {
             self.kas_cached.insert(n, path);
@@ -611,6 +637,7 @@ mod tests {
                 timeout: Duration::from_secs(1),
             },
             Opening::Unopened,
+            Arc::new(Activity::new()),
         )
     }
 

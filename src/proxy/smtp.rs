@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
+use crate::activity::Activity;
 use crate::config::Config;
 use crate::kim::login::{LoginName, Protocol, Server};
 use crate::kim::send::{
@@ -34,6 +35,8 @@ pub struct SmtpProxy {
     pipeline: SendPipeline,
     /// getLimits (A_22416); none when no AccountLimit service is configured.
     limits: Option<Arc<Limits>>,
+    /// Where each client's reply is counted (the admin page).
+    activity: Arc<Activity>,
 }
 
 /// One authenticated client session.
@@ -50,12 +53,14 @@ impl SmtpProxy {
         client: ClientSettings,
         pipeline: SendPipeline,
         limits: Option<Arc<Limits>>,
+        activity: Arc<Activity>,
     ) -> SmtpProxy {
         SmtpProxy {
             config,
             client,
             pipeline,
             limits,
+            activity,
         }
     }
 
@@ -261,6 +266,27 @@ impl Backend for SmtpProxy {
     }
 
     async fn deliver(&self, s: &mut ProxySession, env: &Envelope, mail: Spool) -> Reply {
+        let size_in = mail.len();
+        let reply = self.deliver_mail(s, env, mail).await;
+        self.activity
+            .send_outcome(&s.login.address, reply.code, reply.text(), size_in);
+        reply
+    }
+
+    async fn close(&self, s: ProxySession) {
+        if let Some(c) = s.upstream {
+            c.quit().await;
+        }
+    }
+
+    fn describe(&self, s: &ProxySession) -> String {
+        s.login.address.clone()
+    }
+}
+
+impl SmtpProxy {
+    /// Limits, the send pipeline and the relay for one mail; the client's reply.
+    async fn deliver_mail(&self, s: &mut ProxySession, env: &Envelope, mail: Spool) -> Reply {
         let recipients: Vec<String> = env.rcpt.iter().map(|r| r.address.clone()).collect();
         let size_in = mail.len();
         // A_22416: the account's limits for every send; A_19355-01: too large, 552
@@ -323,18 +349,6 @@ impl Backend for SmtpProxy {
         reply
     }
 
-    async fn close(&self, s: ProxySession) {
-        if let Some(c) = s.upstream {
-            c.quit().await;
-        }
-    }
-
-    fn describe(&self, s: &ProxySession) -> String {
-        s.login.address.clone()
-    }
-}
-
-impl SmtpProxy {
     /// Sends notices for the sender of a mail that was refused (the 4002 DSN), over
     /// the session's upstream connection or a fresh one.
     async fn send_notices(&self, s: &mut ProxySession, notices: &[Vec<u8>]) {

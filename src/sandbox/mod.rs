@@ -33,6 +33,8 @@ pub struct Ports {
     pub proxy_pop3: u16,
     pub fd_smtp: u16,
     pub fd_pop3: u16,
+    /// The admin page.
+    pub admin: u16,
 }
 
 impl Ports {
@@ -41,6 +43,7 @@ impl Ports {
         proxy_pop3: 2110,
         fd_smtp: 2465,
         fd_pop3: 2995,
+        admin: 2080,
     };
     /// Ports chosen by the system (for tests running side by side).
     pub const ANY: Ports = Ports {
@@ -48,6 +51,7 @@ impl Ports {
         proxy_pop3: 0,
         fd_smtp: 0,
         fd_pop3: 0,
+        admin: 0,
     };
 }
 
@@ -67,6 +71,10 @@ pub struct SandboxInfo {
     /// The directory's address, when it is in slapd.
     #[serde(default)]
     pub ldap_url: Option<String>,
+    /// The admin page and its login.
+    pub admin_url: String,
+    pub admin_user: String,
+    pub admin_password: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -110,6 +118,8 @@ const SANDBOX_KIM_VERSION: &str = "1.5+";
 const SANDBOX_MANDANT: &str = "1";
 const SANDBOX_CLIENT_SYSTEM: &str = "KOM_LE";
 const SANDBOX_WORKPLACE: &str = "7";
+/// The admin page's user in the sandbox.
+const SANDBOX_ADMIN_USER: &str = "admin";
 /// The `[[konnektor]]` id in the sandbox's config.
 const SANDBOX_KONNEKTOR_ID: &str = "sandbox";
 
@@ -178,9 +188,17 @@ pub async fn start(
     } else {
         None
     };
+    // the admin page, with a password made for this sandbox
+    let admin_password = sandbox_admin_password(&data_dir)?;
+    text.push_str(&format!(
+        "\n# the local admin page (its password: sandbox.json)\n[admin]\naddress = \"127.0.0.1:{}\"\nuser = \"{SANDBOX_ADMIN_USER}\"\npassword_hash_file = \"{}\"\n",
+        ports.admin,
+        data_dir.join("admin-password.hash").display()
+    ));
     std::fs::write(&config_file, text)?;
     let cfg = Arc::new(Config::load(&config_file)?);
     let proxy = serve::start(cfg).await?;
+    let admin_addr = proxy.admin.ok_or("the admin page did not start")?;
 
     let accounts = fd
         .accounts
@@ -202,6 +220,9 @@ pub async fn start(
         accounts,
         konnektor_dir: konnektor.as_ref().map(|k| k.dir.clone()),
         ldap_url: ldap.as_ref().map(Slapd::url),
+        admin_url: format!("http://{admin_addr}/"),
+        admin_user: SANDBOX_ADMIN_USER.into(),
+        admin_password,
     };
     ca::write_private(
         &data_dir.join("sandbox.json"),
@@ -214,6 +235,25 @@ pub async fn start(
         ldap,
         _proxy: proxy,
     })
+}
+
+/// The admin page's password, made once and kept in the data folder (with its hash
+/// beside it, which the config names).
+fn sandbox_admin_password(
+    data_dir: &Path,
+) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    let plain = data_dir.join("admin-password");
+    let hashed = data_dir.join("admin-password.hash");
+    if let (Ok(p), true) = (std::fs::read_to_string(&plain), hashed.exists()) {
+        return Ok(p.trim().to_string());
+    }
+    let mut bytes = [0u8; 12];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+    let password = hex::encode(bytes);
+    let hash = crate::admin::web::password::hash(&password)?;
+    ca::write_private(&plain, password.as_bytes())?;
+    ca::write_private(&hashed, format!("{hash}\n").as_bytes())?;
+    Ok(password)
 }
 
 /// slapd with the sandbox's accounts (their encryption certificates and KIM
@@ -357,6 +397,10 @@ impl SandboxInfo {
         if let Some(url) = &self.ldap_url {
             s.push_str(&format!("Directory: OpenLDAP slapd at {url}\n"));
         }
+        s.push_str(&format!(
+            "\nAdmin page: {}  user {}  password {}\n",
+            self.admin_url, self.admin_user, self.admin_password
+        ));
         s
     }
 }

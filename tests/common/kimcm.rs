@@ -179,6 +179,20 @@ impl Drop for Sandbox {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // every SOAP request kim-cm sent the simulated Konnektor must be valid
+        // against gematik's WSDL/XSD (issue 5 item 6); a test that already fails
+        // keeps its own message
+        if let (Some(dir), false) = (
+            self.info["konnektor_dir"].as_str(),
+            std::thread::panicking(),
+        ) {
+            let requests = Path::new(dir).join("requests");
+            if requests.exists() {
+                if let Err(e) = super::konnektor_schema::validate_all(&requests) {
+                    panic!("a request to the Konnektor is not schema-valid:\n{e}");
+                }
+            }
+        }
     }
 }
 

@@ -1,0 +1,312 @@
+//! The local admin page (issue 6): what an admin needs to see at a glance: the
+//! accounts with their cached limits and what they sent and received since the
+//! start, and whether every upstream answers. `kim-cm serve` offers it on the
+//! loopback address of `[admin]`, over plain HTTP (it never leaves the machine;
+//! from elsewhere it is reached through an SSH tunnel), behind its own login.
+//!
+//! Defences: requests whose Host is not the loopback address are refused (DNS
+//! rebinding), sessions live in HttpOnly SameSite=Strict cookies, every form
+//! carries the session's CSRF token, failed logins are bounded, answers are not
+//! cached and may not be framed, and bodies are bounded.
+
+pub mod health;
+pub mod page;
+pub mod password;
+pub mod session;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use self::health::Probes;
+use self::page::{AccountRow, Dashboard};
+use self::password::AdminPassword;
+use self::session::{Sessions, COOKIE};
+use crate::activity::Activity;
+use crate::config::Config;
+use crate::limits::AccountLimit;
+use crate::store::Store;
+
+/// Bound on a form body.
+pub const MAX_FORM_BODY: usize = 16 * 1024;
+/// Bound on reading one request (headers and body).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The pause after a failed login, so guessing is slow even below the bound.
+const FAILED_LOGIN_PAUSE: Duration = Duration::from_millis(500);
+
+/// What the page reads and who may see it.
+pub struct AdminState {
+    pub config: Arc<Config>,
+    pub user: String,
+    pub password: AdminPassword,
+    pub sessions: Sessions,
+    pub activity: Arc<Activity>,
+    /// The SQLite store with the cached limits; none when kim-cm runs unsealed.
+    pub store: Option<Arc<Store>>,
+    pub probes: Probes,
+    /// The address the page listens on (for the Host check).
+    pub addr: SocketAddr,
+}
+
+/// Serves the page on `listener` until the task is aborted.
+pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
+    loop {
+        let (tcp, _) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("admin page: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(answer(req, &state).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .header_read_timeout(REQUEST_TIMEOUT)
+                .timer(hyper_util::rt::TokioTimer::new())
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn html(status: StatusCode, body: String) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    secure(h);
+    r
+}
+
+fn secure(h: &mut hyper::HeaderMap) {
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+}
+
+fn redirect(to: &'static str, cookie: Option<String>) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::SEE_OTHER;
+    let h = r.headers_mut();
+    h.insert(header::LOCATION, HeaderValue::from_static(to));
+    if let Some(c) = cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        h.insert(header::SET_COOKIE, c);
+    }
+    secure(h);
+    r
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    secure(r.headers_mut());
+    r
+}
+
+/// Whether the Host header names this loopback listener (and not a name an
+/// attacker's DNS points at 127.0.0.1).
+fn host_ok(req: &Request<Incoming>, addr: SocketAddr) -> bool {
+    let Some(host) = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+    else {
+        return false;
+    };
+    let port = addr.port();
+    [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+    ]
+    .iter()
+    .any(|h| h.eq_ignore_ascii_case(host))
+}
+
+fn session_token(req: &Request<Incoming>) -> Option<String> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(session::from_cookie_header)
+        .map(str::to_string)
+}
+
+/// The form fields of a bounded url-encoded body.
+async fn form(req: Request<Incoming>) -> Result<Vec<(String, String)>, Reply> {
+    let body = Limited::new(req.into_body(), MAX_FORM_BODY);
+    let bytes = match tokio::time::timeout(REQUEST_TIMEOUT, body.collect()).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(_)) => return Err(plain(StatusCode::PAYLOAD_TOO_LARGE, "form too large\n")),
+        Err(_) => {
+            return Err(plain(
+                StatusCode::REQUEST_TIMEOUT,
+                "form not received in time\n",
+            ))
+        }
+    };
+    Ok(form_urlencoded::parse(&bytes).into_owned().collect())
+}
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> &'a str {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("")
+}
+
+async fn answer(req: Request<Incoming>, state: &AdminState) -> Reply {
+    if !host_ok(&req, state.addr) {
+        return plain(
+            StatusCode::MISDIRECTED_REQUEST,
+            "use http://127.0.0.1:<port>/ or http://localhost:<port>/\n",
+        );
+    }
+    let token = session_token(&req);
+    let csrf = token.as_deref().and_then(|t| state.sessions.check(t));
+    match (req.method().clone(), req.uri().path()) {
+        (Method::GET, "/login") => html(StatusCode::OK, page::login(None)),
+        (Method::POST, "/login") => login(req, state).await,
+        (Method::GET, "/") => match csrf {
+            Some(csrf) => dashboard(state, &csrf, false).await,
+            None => redirect("/login", None),
+        },
+        (Method::POST, path @ ("/logout" | "/health")) => {
+            let path = path.to_string();
+            let (Some(token), Some(_)) = (token, csrf) else {
+                return redirect("/login", None);
+            };
+            let fields = match form(req).await {
+                Ok(f) => f,
+                Err(r) => return r,
+            };
+            if !state.sessions.csrf_ok(&token, field(&fields, "csrf")) {
+                return plain(
+                    StatusCode::FORBIDDEN,
+                    "the form is out of date: reload the page and try again\n",
+                );
+            }
+            if path == "/logout" {
+                state.sessions.close(&token);
+                return redirect(
+                    "/login",
+                    Some(format!(
+                        "{COOKIE}=; Max-Age=0; Path=/; HttpOnly; SameSite=Strict"
+                    )),
+                );
+            }
+            let csrf = state.sessions.check(&token).unwrap_or_default();
+            dashboard(state, &csrf, true).await
+        }
+        _ => plain(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+async fn login(req: Request<Incoming>, state: &AdminState) -> Reply {
+    if !state.sessions.login_allowed() {
+        tracing::warn!("admin page: too many failed logins, logins paused");
+        return html(
+            StatusCode::TOO_MANY_REQUESTS,
+            page::login(Some(&format!(
+                "Too many failed logins. Wait {} seconds and try again.",
+                session::LOGIN_WINDOW.as_secs()
+            ))),
+        );
+    }
+    let fields = match form(req).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let user = field(&fields, "user");
+    let password = zeroize::Zeroizing::new(field(&fields, "password").to_string());
+    let verifier = state.password.clone();
+    // Argon2 takes a while: off the runtime's threads
+    let hash_ok = tokio::task::spawn_blocking(move || verifier.verify(&password))
+        .await
+        .unwrap_or(false);
+    let check = hash_ok && user == state.user;
+    if !check {
+        state.sessions.login_failed();
+        tracing::warn!("admin page: failed login");
+        tokio::time::sleep(FAILED_LOGIN_PAUSE).await;
+        return html(
+            StatusCode::UNAUTHORIZED,
+            page::login(Some("Wrong user name or password.")),
+        );
+    }
+    tracing::info!(user = %state.user, "admin page: logged in");
+    let token = state.sessions.open();
+    redirect(
+        "/",
+        Some(format!(
+            "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"
+        )),
+    )
+}
+
+async fn dashboard(state: &AdminState, csrf: &str, fresh: bool) -> Reply {
+    let (health_at, health) = state.probes.check(fresh).await;
+    let accounts = state
+        .config
+        .account
+        .iter()
+        .map(|a| {
+            let limits = state.store.as_ref().and_then(|s| {
+                let (json, fetched) = s.account_limit(&a.address).ok()??;
+                let l: AccountLimit = serde_json::from_str(&json).ok()?;
+                Some((l, fetched))
+            });
+            AccountRow {
+                address: a.address.clone(),
+                keys: match &a.konnektor {
+                    Some(id) => format!("smart card in Konnektor '{id}'"),
+                    None if a.signing_pkcs12.is_some() => "PKCS#12 files".into(),
+                    None => "none configured".into(),
+                },
+                limits,
+                activity: state.activity.of(&a.address),
+            }
+        })
+        .collect();
+    let d = Dashboard {
+        user: &state.user,
+        csrf,
+        accounts,
+        health_at,
+        health,
+    };
+    html(StatusCode::OK, page::dashboard(&d))
+}

@@ -1,0 +1,240 @@
+//! The local admin page of `kim-cm serve`, driven with curl against the sandbox
+//! (which configures `[admin]` with a password of its own): its login and its
+//! defences (wrong password, bounded failed logins, CSRF token, Host check), the
+//! accounts with their cached limits and counts after a real send and fetch, and
+//! the health of every upstream, including a Konnektor that goes down.
+
+mod common;
+
+use std::path::Path;
+
+use common::kimcm::{curl_within, write_file, Backend, Sandbox};
+use common::mail::{fetch_as, send_as};
+
+/// Bound on one page request.
+const PAGE_SECS: u64 = 30;
+
+/// A curl session with its own cookie jar.
+struct Browser<'a> {
+    sb: &'a Sandbox,
+    jar: String,
+}
+
+impl<'a> Browser<'a> {
+    fn new(sb: &'a Sandbox, name: &str) -> Browser<'a> {
+        let jar = sb.dir.path().join(format!("{name}.cookies"));
+        Browser {
+            sb,
+            jar: jar.display().to_string(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!(
+            "{}{}",
+            self.sb.addr("admin_url").trim_end_matches('/'),
+            path
+        )
+    }
+
+    /// (HTTP status, body) of a request with the jar; `extra` are more curl args.
+    fn request(&self, path: &str, extra: &[&str]) -> (u16, String) {
+        let url = self.url(path);
+        let mut args = vec![
+            "-s",
+            "-b",
+            &self.jar,
+            "-c",
+            &self.jar,
+            "-w",
+            "\n%{http_code}",
+            "--url",
+            &url,
+        ];
+        args.extend_from_slice(extra);
+        let (code, out, err) = curl_within(PAGE_SECS, &args);
+        assert_eq!(code, 0, "curl {path}: {err}");
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let (body, status) = text.rsplit_once('\n').unwrap();
+        (status.parse().unwrap(), body.to_string())
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        self.request(path, &[])
+    }
+
+    fn post(&self, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+        let mut args: Vec<String> = Vec::new();
+        for (k, v) in form {
+            args.push("--data-urlencode".into());
+            args.push(format!("{k}={v}"));
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.request(path, &refs)
+    }
+
+    fn login(&self) {
+        let (status, _) = self.post(
+            "/login",
+            &[
+                ("user", &self.sb.addr("admin_user")),
+                ("password", &self.sb.addr("admin_password")),
+            ],
+        );
+        assert_eq!(status, 303, "a right login goes to the overview");
+    }
+}
+
+/// The session's CSRF token, from a form on the page.
+fn csrf(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("a form") + 19;
+    page[at..].split('"').next().unwrap().to_string()
+}
+
+/// The text of the table row that mentions `needle`.
+fn row<'p>(page: &'p str, needle: &str) -> &'p str {
+    let at = page
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle} in {page}"));
+    let start = page[..at].rfind("<tr>").unwrap();
+    let end = at + page[at..].find("</tr>").unwrap();
+    &page[start..end]
+}
+
+fn mail(dir: &Path, from: &str, to: &str) -> std::path::PathBuf {
+    write_file(
+        dir,
+        "admin-mail.eml",
+        format!("From: <{from}>\r\nTo: <{to}>\r\nSubject: admin page\r\n\r\nBefund.\r\n")
+            .as_bytes(),
+    )
+}
+
+#[test]
+fn the_admin_page_shows_accounts_limits_counts_and_upstreams_behind_its_login() {
+    let sb = Sandbox::start();
+    let b = Browser::new(&sb, "admin");
+    let (alice, ..) = sb.account(0);
+    let (bob, ..) = sb.account(1);
+
+    // without a session: the login form
+    let (status, _) = b.get("/");
+    assert_eq!(status, 303);
+    let (status, page) = b.get("/login");
+    assert_eq!(status, 200);
+    assert!(page.contains("<form method=\"post\" action=\"/login\">"));
+    assert!(
+        !page.contains("src=\"http") && !page.contains("href=\"http"),
+        "no external asset"
+    );
+
+    // a wrong password: told so, no session
+    let (status, page) = b.post(
+        "/login",
+        &[("user", "admin"), ("password", "not-the-password")],
+    );
+    assert_eq!(status, 401);
+    assert!(page.contains("Wrong user name or password."), "{page}");
+    assert_eq!(b.get("/").0, 303);
+
+    // a real send and fetch, so there is something to count
+    let smtp = sb.addr("proxy_smtp");
+    let (code, err) = send_as(&sb, 0, &smtp, &mail(sb.dir.path(), &alice, &bob), &[&bob]);
+    assert_eq!(code, 0, "{err}");
+    let got = fetch_as(&sb, 1, &sb.addr("proxy_pop3"), 1);
+    assert!(String::from_utf8_lossy(&got).contains("X-KIM-DecryptionResult: 00"));
+    // and a refused one: nobody has a certificate
+    let nobody = "nobody@praxis-c.kim.test";
+    let (code, _) = send_as(
+        &sb,
+        0,
+        &smtp,
+        &mail(sb.dir.path(), &alice, nobody),
+        &[nobody],
+    );
+    assert_ne!(code, 0);
+
+    b.login();
+    let (status, page) = b.get("/");
+    assert_eq!(status, 200, "{page}");
+    let a = row(&page, &format!("<td>{alice}</td>"));
+    assert!(a.contains("sent 1 ") && a.contains("refused 1"), "{a}");
+    assert!(a.contains("kept 30 days"), "alice's cached limits: {a}");
+    assert!(a.contains("send refused: 451"), "the last problem: {a}");
+    assert!(a.contains("PKCS#12 files"), "{a}");
+    let bb = row(&page, &format!("<td>{bob}</td>"));
+    assert!(bb.contains("opened 1, with problems 0"), "{bb}");
+    assert!(!page.contains("Befund"), "no mail content on the page");
+    for service in [
+        "Fachdienst SMTP",
+        "Fachdienst POP3",
+        "KIM Attachment Service",
+        "AccountLimit service",
+    ] {
+        let r = row(&page, &format!("<td>{service}</td>"));
+        assert!(r.contains("reachable") && !r.contains("unreachable"), "{r}");
+    }
+
+    // a form without the session's CSRF token is refused; with it, it works
+    let (status, _) = b.post("/health", &[("csrf", "forged")]);
+    assert_eq!(status, 403);
+    let (status, page) = b.post("/health", &[("csrf", &csrf(&page))]);
+    assert_eq!(status, 200, "{page}");
+
+    // another Host (DNS rebinding) is refused
+    let (status, _) = b.request("/login", &["-H", "Host: kim-cm.attacker.example"]);
+    assert_eq!(status, 421);
+
+    // log out: the session is gone
+    let (status, _) = b.post("/logout", &[("csrf", &csrf(&page))]);
+    assert_eq!(status, 303);
+    assert_eq!(b.get("/").0, 303);
+
+    // failed logins are bounded: after five (one above, four here) the next try
+    // waits, even with the right password
+    let other = Browser::new(&sb, "guesser");
+    for _ in 0..4 {
+        assert_eq!(
+            other
+                .post("/login", &[("user", "admin"), ("password", "guess")])
+                .0,
+            401
+        );
+    }
+    let (status, page) = other.post(
+        "/login",
+        &[("user", "admin"), ("password", &sb.addr("admin_password"))],
+    );
+    assert_eq!(status, 429);
+    assert!(page.contains("Too many failed logins"), "{page}");
+    let log = sb.log();
+    assert!(
+        !log.contains(&sb.addr("admin_password")),
+        "no admin password in the log"
+    );
+    assert!(log.contains("admin page: failed login"), "{log}");
+}
+
+#[test]
+fn a_konnektor_that_goes_down_shows_as_unreachable() {
+    let sb = Sandbox::start_on(Backend::Konnektor);
+    let b = Browser::new(&sb, "admin");
+    b.login();
+    let (_, page) = b.get("/");
+    let k = row(&page, "<td>Konnektor</td>");
+    assert!(k.contains("reachable") && !k.contains("unreachable"), "{k}");
+    assert!(page.contains("smart card in Konnektor"), "{page}");
+
+    let dir = sb.info["konnektor_dir"].as_str().unwrap();
+    std::fs::write(Path::new(dir).join("faults.json"), r#"{"down": true}"#).unwrap();
+    // the page keeps answers for a while; "Check now" asks again
+    let (status, page) = b.post("/health", &[("csrf", &csrf(&page))]);
+    assert_eq!(status, 200);
+    let k = row(&page, "<td>Konnektor</td>");
+    assert!(k.contains("unreachable"), "{k}");
+    let fd = row(&page, "<td>Fachdienst SMTP</td>");
+    assert!(
+        !fd.contains("unreachable"),
+        "only the Konnektor is down: {fd}"
+    );
+}
