@@ -128,3 +128,61 @@ impl KonnektorCrypto {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::http::client::HttpSettings;
+    use crate::http::url::HttpsUrl;
+    use crate::konnektor::{Konnektor, KonnektorSettings};
+    use crate::testbed::konnektor::{start, SimConfig, SimContext};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_card_is_cached_and_asked_for_again_after_it_was_pulled() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = crate::testbed::pki::make(&dir.path().join("pki"), &["a@x.de"]).unwrap();
+        let password = std::fs::read_to_string(&pki.password_file).unwrap();
+        let sim_ctx = SimContext {
+            mandant: "1".into(),
+            client_system: "KOM_LE".into(),
+            workplace: "7".into(),
+        };
+        let config = SimConfig::from_pki(&pki, password.trim(), sim_ctx);
+        let sim = start(&dir.path().join("k"), config).await.unwrap();
+        let connector = crate::net::tls::connector(&sim.tls_ca, None).unwrap();
+        let crypto = KonnektorCrypto::new(Arc::new(Konnektor::new(KonnektorSettings {
+            sds_url: HttpsUrl::parse(&sim.sds_url).unwrap(),
+            http: HttpSettings {
+                connector: Arc::new(connector),
+                connect_timeout: Duration::from_secs(5),
+                timeout: Duration::from_secs(30),
+            },
+            basic: None,
+        })));
+        let ctx = CallContext {
+            mandant_id: "1".into(),
+            client_system_id: "KOM_LE".into(),
+            workplace_id: "7".into(),
+            user_id: None,
+        };
+        let jwt = |nbf| crypto.jwt(&ctx, "a@x.de", &[], nbf);
+        let t = jwt(1).await.unwrap();
+        assert_eq!(token::verify(&t).unwrap().nbf, 1);
+        let calls = crypto.konnektor.calls();
+        // cached: one ExternalAuthenticate per token
+        jwt(2).await.unwrap();
+        assert_eq!(crypto.konnektor.calls(), calls + 1);
+        // pulled: the cached card is refused, the cards are asked for again, none
+        sim.set_faults(&serde_json::json!({"removed_cards": ["SMC-B-1"]}))
+            .unwrap();
+        let e = jwt(3).await.unwrap_err();
+        assert!(e.contains("insert the practice's card"), "{e}");
+        // put back: read again and signed
+        sim.set_faults(&serde_json::json!({})).unwrap();
+        let t = jwt(4).await.unwrap();
+        assert_eq!(token::verify(&t).unwrap().nbf, 4);
+    }
+}
