@@ -323,6 +323,10 @@ pub struct Account {
     pub encryption_pkcs12: Option<PathBuf>,
     /// File holding the PKCS#12 password (first line); none for files without one.
     pub pkcs12_password_file: Option<PathBuf>,
+    /// Software keys: the authentication key and certificate (like the SMC-B's
+    /// C.HCI.AUT), PKCS#12, for the Account Manager's JWT (A_19457-02). Without it
+    /// an account with `konnektor` has the card's AUT key sign.
+    pub aut_pkcs12: Option<PathBuf>,
     /// A_23512: whether this account takes KIM mails over 15 MiB (its directory
     /// entry's KIM version ends in `+`). Without it, such mails are not downloaded
     /// and the client gets the 4018 error mail.
@@ -435,6 +439,7 @@ impl Config {
             a.signing_pkcs12.as_mut().map(abs);
             a.encryption_pkcs12.as_mut().map(abs);
             a.pkcs12_password_file.as_mut().map(abs);
+            a.aut_pkcs12.as_mut().map(abs);
         }
         cfg.upstream.client_pkcs12.as_mut().map(abs);
         cfg.upstream.client_pkcs12_password_file.as_mut().map(abs);
@@ -569,6 +574,16 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.account[0].konnektor.as_deref(), Some("k1"));
         assert_eq!(cfg.konnektor[0].ca_file, Path::new("/etc/kim-cm/k.pem"));
+        // a software AUT key beside the Konnektor: for the JWT only (A_19457-02)
+        let cfg = Config::parse(
+            &format!("{MIN}{k}{acc}konnektor = \"k1\"\naut_pkcs12 = \"a/aut.p12\"\n"),
+            Path::new("/etc/kim-cm"),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.account[0].aut_pkcs12.as_deref(),
+            Some(Path::new("/etc/kim-cm/a/aut.p12"))
+        );
         for (text, says) in [
             (format!("{MIN}{k}{acc}konnektor = \"k2\"\n"), "not a [[konnektor]] id"),
             (

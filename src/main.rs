@@ -55,8 +55,8 @@ enum Command {
         #[command(subcommand)]
         what: MessageCmd,
     },
-    /// Make a test PKI: a CA, per account signing and encryption certificates with
-    /// PKCS#12 files, and a directory folder of encryption certificates.
+    /// Make a test PKI: a CA, per account signing, encryption and authentication
+    /// certificates with PKCS#12 files, and a directory folder of encryption certificates.
     Pki {
         /// Where to write it.
         #[arg(long)]
@@ -73,10 +73,28 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Work with one configured KIM account.
+    Account {
+        #[command(subcommand)]
+        what: AccountCmd,
+    },
     /// Measure the proxy (see docs/performance.md).
     Bench {
         #[command(subcommand)]
         what: kim_cm::bench::Bench,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountCmd {
+    /// Print the JWT for the Account Manager (A_19457-02) of ACCOUNT, signed with
+    /// its AUT key (aut_pkcs12, or the SMC-B through its Konnektor), and nothing
+    /// else.
+    Jwt {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The account's KIM address, as in its [[account]].
+        account: String,
     },
 }
 
@@ -340,10 +358,11 @@ fn main() -> ExitCode {
                     println!("  directory folder    {}", pki.directory.display());
                     for a in &pki.accounts {
                         println!(
-                            "  {}: {} {}",
+                            "  {}: {} {} {}",
                             a.address,
                             a.signing_pkcs12.display(),
-                            a.encryption_pkcs12.display()
+                            a.encryption_pkcs12.display(),
+                            a.aut_pkcs12.display()
                         );
                     }
                     ExitCode::SUCCESS
@@ -370,6 +389,45 @@ fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
             }
+        }
+        Command::Account {
+            what: AccountCmd::Jwt { config, account },
+        } => {
+            let cfg = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("kim-cm: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_logging(cfg.log.format, &cfg.log.level);
+            if cfg.account(&account).is_none() {
+                eprintln!(
+                    "kim-cm: config file {}: no [[account]] with address {account}",
+                    config.display()
+                );
+                return ExitCode::from(2);
+            }
+            rt.block_on(async {
+                use kim_cm::crypto::jwt::JwtSource;
+                let providers = match serve::jwt_providers(&cfg) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        eprintln!("kim-cm: config file {}: {e}", config.display());
+                        return ExitCode::from(2);
+                    }
+                };
+                match providers.jwt_for(&account).await {
+                    Ok(token) => {
+                        println!("{token}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("kim-cm: {e}");
+                        ExitCode::from(1)
+                    }
+                }
+            })
         }
         Command::Bench { what } => {
             init_logging(LogFormat::Text, "warn");

@@ -15,6 +15,7 @@ use crate::admin::web::password::AdminPassword;
 use crate::admin::web::session::Sessions;
 use crate::admin::web::AdminState;
 use crate::config::{Config, Listener};
+use crate::crypto::jwt::JwtProviders;
 use crate::crypto::konnektor::{KonnektorAccounts, KonnektorCrypto};
 use crate::crypto::software::{KeyError, SoftwareKeys};
 use crate::directory::cache::{Cached, TTL_ENC_CERT};
@@ -266,6 +267,25 @@ fn read_password(path: &Path) -> Result<zeroize::Zeroizing<String>, StartError> 
             .unwrap_or("")
             .to_string(),
     ))
+}
+
+/// Every account's way to the Account Manager's JWT (A_19457-02): the software
+/// AUT keys (`aut_pkcs12`) read now, the Konnektors, and the directory when one is
+/// configured (it picks the SMC-B when a Konnektor holds several).
+pub fn jwt_providers(cfg: &Config) -> Result<JwtProviders, StartError> {
+    let d = &cfg.directory;
+    let directory = if d.folder.is_some() || d.ldap_url.is_some() {
+        Some(Arc::new(directory(cfg)?))
+    } else {
+        None
+    };
+    let mut providers = JwtProviders::new(Arc::new(konnektors(cfg)?), directory);
+    for a in &cfg.account {
+        if let Some(key) = SoftwareKeys::read_aut(a)? {
+            providers.add_software(&a.address, key);
+        }
+    }
+    Ok(providers)
 }
 
 /// Checks everything `start` would need, without opening listeners.

@@ -266,6 +266,7 @@ fn sandbox_pki(sb: &Sandbox) -> kim_cm::testbed::pki::TestPki {
             kim_cm::testbed::pki::AccountKeys {
                 signing_pkcs12: dir.join(&address).join("signing.p12"),
                 encryption_pkcs12: dir.join(&address).join("encryption.p12"),
+                aut_pkcs12: dir.join(&address).join("aut.p12"),
                 telematik_id: String::new(),
                 address,
             }

@@ -11,6 +11,8 @@
 //! SignDocument and one EncryptDocument to send, one DecryptDocument and one
 //! VerifyDocument to open; a fault on a cached card drops it and asks again once.
 //!
+//! The card's AUT key signs the Account Manager's JWT ([`aut`], A_19457-02).
+//!
 //! The pipelines call providers on blocking threads; the SOAP calls are async, so
 //! each runs on the runtime through [`tokio::runtime::Handle::block_on`].
 
@@ -19,6 +21,8 @@ use std::sync::{Arc, Mutex};
 
 use openssl::x509::store::X509Store;
 use openssl::x509::X509;
+
+mod aut;
 
 use super::sealer::attribute;
 use crate::cms;
@@ -42,6 +46,9 @@ pub struct KonnektorCrypto {
     /// Recipient address (lower case) and context: the decrypting cards with their
     /// encryption certificates.
     decrypting_cards: Mutex<HashMap<String, Vec<(String, X509)>>>,
+    /// Address (lower case) and context: the signing card's handle and its AUT
+    /// certificate (C.AUT, A_19457-02).
+    aut_certs: Mutex<HashMap<String, (String, X509)>>,
 }
 
 fn key(address: &str, ctx: &CallContext) -> String {
@@ -65,6 +72,7 @@ impl KonnektorCrypto {
             konnektor,
             signing_cards: Mutex::new(HashMap::new()),
             decrypting_cards: Mutex::new(HashMap::new()),
+            aut_certs: Mutex::new(HashMap::new()),
         }
     }
 

@@ -107,6 +107,15 @@ impl SoftwareKeys {
         })
     }
 
+    /// The software AUT key of `account` (`aut_pkcs12`, A_19457-02), if it has one.
+    pub fn read_aut(account: &crate::config::Account) -> Result<Option<KeyPair>, KeyError> {
+        let Some(path) = &account.aut_pkcs12 else {
+            return Ok(None);
+        };
+        let password = read_password(account.pkcs12_password_file.as_deref())?;
+        read_pkcs12(path, &password).map(Some)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.accounts.is_empty()
     }

@@ -114,15 +114,12 @@ impl Konnektor {
         body: String,
         read: impl FnOnce(roxmltree::Node<'_, '_>) -> Result<T, String>,
     ) -> Result<T, KonnektorError> {
-        let url = self
-            .endpoints()
-            .await?
-            .urls
-            .get(&service)
-            .cloned()
-            .ok_or_else(|| {
-                KonnektorError::Unavailable(format!("no {} endpoint", service.name()))
-            })?;
+        let url = self.endpoints().await?.urls.get(&service).cloned().ok_or(
+            KonnektorError::NotOffered {
+                service: service.name(),
+                version: service.version(),
+            },
+        )?;
         self.calls.fetch_add(1, Ordering::Relaxed);
         let s = &self.settings;
         let r = soap::exchange(

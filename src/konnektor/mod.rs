@@ -8,6 +8,7 @@
 //! crypto provider's business ([`crate::crypto::konnektor`]), and no KIM rule
 //! lives here.
 
+pub mod auth;
 pub mod client;
 pub mod ops;
 pub mod sds;
@@ -28,6 +29,15 @@ pub enum KonnektorError {
         operation: &'static str,
         code: Option<u32>,
         text: String,
+    },
+    /// The service directory lists no endpoint of an optional service (only the
+    /// required ones are checked when it is read).
+    #[error(
+        "the Konnektor offers no {service} {version}.x in its service directory (connector.sds)"
+    )]
+    NotOffered {
+        service: &'static str,
+        version: &'static str,
     },
     /// An answer that is not the operation's response.
     #[error("the Konnektor's answer to {operation} is not understood: {why}")]

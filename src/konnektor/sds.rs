@@ -1,7 +1,9 @@
 //! The Konnektor's service directory (`connector.sds`, ServiceDirectory v3.1): which
 //! services in which versions at which TLS endpoints. kim-cm reads it at the first
 //! call and again after a transport error (gemSpec_CM_KOMLE 3.9: the directory is
-//! not static), and checks the versions it needs.
+//! not static), and checks the versions it needs. AuthSignatureService is optional:
+//! only the Account Manager's JWT needs it (A_19457-02), so a Konnektor without it
+//! still signs and encrypts mail.
 
 use std::collections::HashMap;
 
@@ -16,6 +18,8 @@ pub enum Service {
     Signature,
     Encryption,
     Card,
+    /// ExternalAuthenticate (A_19457-02); optional.
+    AuthSignature,
 }
 
 impl Service {
@@ -27,27 +31,41 @@ impl Service {
             Service::Signature => "SignatureService",
             Service::Encryption => "EncryptionService",
             Service::Card => "CardService",
+            Service::AuthSignature => "AuthSignatureService",
         }
     }
 
     /// The major.minor of the interface kim-cm speaks (docs/konnektor.md); the
     /// directory must offer a version starting with it.
-    fn version(self) -> &'static str {
+    pub fn version(self) -> &'static str {
         match self {
             Service::Event => "7.2",
             Service::Certificate => "6.0",
             Service::Signature => "7.5",
             Service::Encryption => "6.1",
             Service::Card => "8.1",
+            Service::AuthSignature => "7.4",
         }
     }
 
-    const ALL: [Service; 5] = [
+    /// The services every mail needs: without one of them the Konnektor cannot be
+    /// used at all.
+    const REQUIRED: [Service; 5] = [
         Service::Event,
         Service::Certificate,
         Service::Signature,
         Service::Encryption,
         Service::Card,
+    ];
+
+    /// Every service kim-cm reads from the directory.
+    const ALL: [Service; 6] = [
+        Service::Event,
+        Service::Certificate,
+        Service::Signature,
+        Service::Encryption,
+        Service::Card,
+        Service::AuthSignature,
     ];
 }
 
@@ -59,8 +77,9 @@ pub struct Endpoints {
     pub ecc: bool,
 }
 
-/// Parses `connector.sds`. Every service kim-cm calls must be listed in its version
+/// Parses `connector.sds`. Every required service must be listed in its version
 /// with an `https` endpoint, or the Konnektor cannot be used: the error names it.
+/// An optional service that is missing is simply absent from `urls`.
 pub fn parse(text: &str) -> Result<Endpoints, String> {
     let doc = roxmltree::Document::parse(text).map_err(|e| format!("not XML: {e}"))?;
     let root = doc.root_element();
@@ -98,7 +117,10 @@ pub fn parse(text: &str) -> Result<Endpoints, String> {
             versions.entry(which).or_default().push(number);
         }
     }
-    if let Some(missing) = Service::ALL.into_iter().find(|s| !urls.contains_key(s)) {
+    if let Some(missing) = Service::REQUIRED
+        .into_iter()
+        .find(|s| !urls.contains_key(s))
+    {
         return Err(format!(
             "the Konnektor offers no {} {}.x over TLS; kim-cm needs it (docs/konnektor.md)",
             missing.name(),
@@ -157,6 +179,15 @@ mod tests {
         assert_eq!(e.urls[&Service::Signature].path, "/ws/SignatureService");
         assert_eq!(e.urls[&Service::Event].host, "konnektor.praxis");
         assert!(e.ecc);
+        // AuthSignatureService is optional
+        assert!(!e.urls.contains_key(&Service::AuthSignature));
+        let mut with_auth = FULL.to_vec();
+        with_auth.push(("AuthSignatureService", "7.4.1"));
+        let e = parse(&sds(&with_auth)).unwrap();
+        assert_eq!(
+            e.urls[&Service::AuthSignature].path,
+            "/ws/AuthSignatureService"
+        );
     }
 
     #[test]

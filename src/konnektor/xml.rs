@@ -9,6 +9,9 @@ pub const SOAP_ENV: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 pub const CONN: &str = "http://ws.gematik.de/conn/ConnectorCommon/v5.0";
 pub const CCTX: &str = "http://ws.gematik.de/conn/ConnectorContext/v2.0";
 pub const SIG: &str = "http://ws.gematik.de/conn/SignatureService/v7.5";
+/// AuthSignatureService 7.4 (ExternalAuthenticate) speaks SignatureService 7.4's
+/// schema, a namespace of its own.
+pub const SIG_AUTH: &str = "http://ws.gematik.de/conn/SignatureService/v7.4";
 pub const CRYPT: &str = "http://ws.gematik.de/conn/EncryptionService/v6.1";
 pub const CERT: &str = "http://ws.gematik.de/conn/CertificateService/v6.0";
 pub const CERTCMN: &str = "http://ws.gematik.de/conn/CertificateServiceCommon/v2.0";

@@ -1,7 +1,8 @@
 //! A complete test PKI for KIM, made on the fly: a CA standing in for the TI's
-//! SMC-B CA, and per account a signing certificate (like C.HCI.OSIG) and an
-//! encryption certificate (like C.HCI.ENC), RSA-2048, each with its key in a
-//! PKCS#12 file, plus the directory folder of encryption certificates that the
+//! SMC-B CA, and per account a signing certificate (like C.HCI.OSIG), an
+//! encryption certificate (like C.HCI.ENC) and an authentication certificate (like
+//! C.HCI.AUT, for the Account Manager's JWT, A_19457-02), RSA-2048, each with its
+//! key in a PKCS#12 file, plus the directory folder of encryption certificates that the
 //! proxy looks recipients up in. For the sandbox and the tests only.
 //!
 //! Like the TI's certificates, each carries a Telematik-ID in an Admission
@@ -18,7 +19,9 @@ use openssl::nid::Nid;
 use openssl::pkcs12::Pkcs12;
 use openssl::pkey::{PKey, Private};
 use openssl::rsa::Rsa;
-use openssl::x509::extension::{BasicConstraints, KeyUsage, SubjectKeyIdentifier};
+use openssl::x509::extension::{
+    BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectKeyIdentifier,
+};
 use openssl::x509::{X509Builder, X509Extension, X509NameBuilder, X509};
 
 use super::ca::write_private;
@@ -45,6 +48,8 @@ const PROFESSION_OID: &str = "1.2.276.0.76.4.50";
 const TELEMATIK_ID_PREFIX: &str = "1-";
 /// ...followed by this many hex digits of the SHA-256 of the address.
 const TELEMATIK_ID_HEX_DIGITS: usize = 10;
+/// The role (in the subject) of the authentication certificate.
+const AUT_ROLE: &str = "AUT";
 
 /// What [`make`] wrote for one account.
 #[derive(Debug, Clone)]
@@ -54,7 +59,10 @@ pub struct AccountKeys {
     pub signing_pkcs12: PathBuf,
     /// Encryption key and certificate (PKCS#12).
     pub encryption_pkcs12: PathBuf,
-    /// The Telematik-ID in both certificates' Admission extension:
+    /// Authentication key and certificate (PKCS#12): digitalSignature, extended
+    /// key usage clientAuth, as the SMC-B's C.HCI.AUT.
+    pub aut_pkcs12: PathBuf,
+    /// The Telematik-ID in every certificates' Admission extension:
     /// [`TELEMATIK_ID_PREFIX`] and the first [`TELEMATIK_ID_HEX_DIGITS`] hex digits
     /// of the SHA-256 of the address, so the same address always gets the same ID.
     pub telematik_id: String,
@@ -123,9 +131,16 @@ fn encryption_usage() -> KeyUsage {
     usage
 }
 
+/// The key usage of an authentication certificate (C.HCI.AUT).
+fn authentication_usage() -> KeyUsage {
+    let mut usage = KeyUsage::new();
+    usage.digital_signature();
+    usage
+}
+
 /// A new key and an end-entity certificate for it from `ca`, for `address` in
 /// `role` (the subject says which), with `usage` and `telematik_id` in an
-/// Admission extension.
+/// Admission extension; the AUT role also gets extended key usage clientAuth.
 fn issue(
     ca: &X509,
     ca_key: &PKey<Private>,
@@ -137,6 +152,9 @@ fn issue(
     let key = rsa_key()?;
     let mut b = builder(&format!("{address} ({role})"), Some(ca), &key)?;
     b.append_extension(usage.critical().build()?)?;
+    if role == AUT_ROLE {
+        b.append_extension(ExtendedKeyUsage::new().client_auth().build()?)?;
+    }
     b.append_extension(BasicConstraints::new().build()?)?;
     let value = admission::admission_extension_der(telematik_id, PROFESSION_ITEM, PROFESSION_OID);
     let oid = Asn1Object::from_str(ADMISSION_OID)?;
@@ -191,6 +209,14 @@ pub fn make(dir: &Path, addresses: &[&str]) -> PkiResult<TestPki> {
             encryption_usage(),
             &telematik_id,
         )?;
+        let (aut_key, aut_cert) = issue(
+            &ca,
+            &ca_key,
+            address,
+            AUT_ROLE,
+            authentication_usage(),
+            &telematik_id,
+        )?;
         let p12 = |key: &PKey<Private>, cert: &X509, name: &str| -> PkiResult<Vec<u8>> {
             Ok(Pkcs12::builder()
                 .name(name)
@@ -205,11 +231,14 @@ pub fn make(dir: &Path, addresses: &[&str]) -> PkiResult<TestPki> {
         let encryption_pkcs12 = folder.join("encryption.p12");
         write_private(&signing_pkcs12, &p12(&sig_key, &sig_cert, "C.HCI.OSIG")?)?;
         write_private(&encryption_pkcs12, &p12(&enc_key, &enc_cert, "C.HCI.ENC")?)?;
+        let aut_pkcs12 = folder.join("aut.p12");
+        write_private(&aut_pkcs12, &p12(&aut_key, &aut_cert, "C.HCI.AUT")?)?;
         std::fs::write(directory.join(format!("{address}.pem")), enc_cert.to_pem()?)?;
         accounts.push(AccountKeys {
             address: address.to_string(),
             signing_pkcs12,
             encryption_pkcs12,
+            aut_pkcs12,
             telematik_id,
         });
     }
@@ -288,6 +317,24 @@ mod tests {
                 admission::telematik_id(&sig).as_deref(),
                 Some(account.telematik_id.as_str())
             );
+            // the AUT certificate: same Telematik-ID, from the CA, for client
+            // authentication and signatures
+            let p12 = std::fs::read(&account.aut_pkcs12).unwrap();
+            let aut = Pkcs12::from_der(&p12)
+                .unwrap()
+                .parse2(password.trim())
+                .unwrap()
+                .cert
+                .unwrap();
+            assert_eq!(
+                admission::telematik_id(&aut).as_deref(),
+                Some(account.telematik_id.as_str())
+            );
+            assert!(verifies(&aut, &ca));
+            let text = String::from_utf8(aut.to_text().unwrap()).unwrap();
+            assert!(text.contains("TLS Web Client Authentication"), "{text}");
+            assert!(text.contains("Digital Signature"), "{text}");
+            assert!(!text.contains("Key Encipherment"), "{text}");
         }
 
         let address = ADDRESSES[1];

@@ -55,8 +55,9 @@ const ENVELOPE_XSD: &str = r###"<?xml version="1.0" encoding="UTF-8"?>
 </xs:schema>
 "###;
 
-/// Imports the envelope, the five services of docs/konnektor.md, the service
-/// directory and the error schema. CardService 8.1.3 comes before EventService,
+/// Imports the envelope, the six services of docs/konnektor.md (AuthSignatureService
+/// 7.4 with SignatureService 7.4's schema), the service directory and the error
+/// schema. CardService 8.1.3 comes before EventService,
 /// whose own import of the same namespace (CardService.xsd) is then skipped.
 const WRAPPER_XSD: &str = r###"<?xml version="1.0" encoding="UTF-8"?>
 <xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" targetNamespace="urn:kim-cm:test:konnektor-wrapper">
@@ -65,6 +66,7 @@ const WRAPPER_XSD: &str = r###"<?xml version="1.0" encoding="UTF-8"?>
   <xs:import namespace="http://ws.gematik.de/conn/EventService/v7.2" schemaLocation="conn/EventService.xsd"/>
   <xs:import namespace="http://ws.gematik.de/conn/CertificateService/v6.0" schemaLocation="conn/CertificateService_v6_0_2.xsd"/>
   <xs:import namespace="http://ws.gematik.de/conn/SignatureService/v7.5" schemaLocation="conn/SignatureService_V7_5_6.xsd"/>
+  <xs:import namespace="http://ws.gematik.de/conn/SignatureService/v7.4" schemaLocation="conn/SignatureService_V7_4_4.xsd"/>
   <xs:import namespace="http://ws.gematik.de/conn/EncryptionService/v6.1" schemaLocation="conn/EncryptionService_v6_1_2.xsd"/>
   <xs:import namespace="http://ws.gematik.de/conn/ServiceDirectory/v3.1" schemaLocation="conn/ServiceDirectory.xsd"/>
   <xs:import namespace="http://ws.gematik.de/tel/error/v2.0" schemaLocation="tel/error/TelematikError.xsd"/>

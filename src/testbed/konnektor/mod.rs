@@ -6,7 +6,7 @@
 //! - `GET /connector.sds`: the service directory (ServiceDirectory v3.1).
 //! - `POST /ws/<Service>` with the operation's SOAPAction: GetCards,
 //!   ReadCardCertificate, SignDocument, VerifyDocument, EncryptDocument,
-//!   DecryptDocument, GetPinStatus ([`ops`]). Anything else, and every refused
+//!   DecryptDocument, GetPinStatus, ExternalAuthenticate ([`ops`]). Anything else, and every refused
 //!   call, is a SOAP Fault with HTTP 500 and a `GERROR:Error` carrying the code.
 //!
 //! Tests that run kim-cm as a separate process steer the simulator through
@@ -83,6 +83,9 @@ pub struct SimCard {
     pub mandant: String,
     pub signing_pkcs12: PathBuf,
     pub encryption_pkcs12: PathBuf,
+    /// The authentication key (C.AUT) for ExternalAuthenticate; a card without
+    /// one refuses it.
+    pub aut_pkcs12: Option<PathBuf>,
     pub pkcs12_password: String,
 }
 
@@ -101,6 +104,9 @@ pub struct SimConfig {
     /// Keep every request and answer in `requests/` (for the schema checks). The
     /// benchmark turns it off: creating two files per call is what costs most.
     pub log_requests: bool,
+    /// List AuthSignatureService (ExternalAuthenticate) in the service directory;
+    /// off, the simulator is a Konnektor without it (the service is optional).
+    pub offer_auth_signature: bool,
 }
 
 impl SimConfig {
@@ -119,6 +125,7 @@ impl SimConfig {
                 mandant: context.mandant.clone(),
                 signing_pkcs12: a.signing_pkcs12.clone(),
                 encryption_pkcs12: a.encryption_pkcs12.clone(),
+                aut_pkcs12: Some(a.aut_pkcs12.clone()),
                 pkcs12_password: password.to_string(),
             })
             .collect();
@@ -129,6 +136,7 @@ impl SimConfig {
             basic_auth: None,
             client_ca: None,
             log_requests: true,
+            offer_auth_signature: true,
         }
     }
 }
@@ -168,6 +176,7 @@ pub struct LoadedCard {
     pub card: SimCard,
     pub signing: KeyPair,
     pub encryption: KeyPair,
+    pub aut: Option<KeyPair>,
 }
 
 /// The simulator's state.
@@ -192,6 +201,10 @@ impl KonnektorSim {
             cards.push(LoadedCard {
                 signing: read_pkcs12(&c.signing_pkcs12, &c.pkcs12_password)?,
                 encryption: read_pkcs12(&c.encryption_pkcs12, &c.pkcs12_password)?,
+                aut: match &c.aut_pkcs12 {
+                    Some(p) => Some(read_pkcs12(p, &c.pkcs12_password)?),
+                    None => None,
+                },
                 card: c.clone(),
             });
         }
@@ -211,6 +224,9 @@ impl KonnektorSim {
     pub fn sds(&self) -> String {
         let mut services = String::new();
         for (name, version, ns) in soap::SERVICES {
+            if *name == soap::AUTH_SIGNATURE_SERVICE && !self.config.offer_auth_signature {
+                continue;
+            }
             services.push_str(&format!(
                 "<SI:Service Name=\"{name}\"><SI:Abstract>{name}</SI:Abstract><SI:Versions>\
                  <SI:Version TargetNamespace=\"{ns}\" Version=\"{version}\"><SI:Abstract>{name} {version}</SI:Abstract>\

@@ -263,6 +263,7 @@ fn read_card_certificate(
         let cert = match (crypt.as_str(), r.as_str()) {
             ("RSA", "C.ENC") => Some(&c.encryption.cert),
             ("RSA", "C.SIG") => Some(&c.signing.cert),
+            ("RSA", "C.AUT") => c.aut.as_ref().map(|k| &k.cert),
             (_, "C.ENC" | "C.SIG" | "C.AUT" | "C.QES") => None,
             _ => return Err(syntax("unknown CertRef")),
         };
@@ -503,6 +504,82 @@ fn get_pin_status(
     })
 }
 
+/// The hash ExternalAuthenticate takes with RSASSA-PSS: SHA-256 (gemSpec_Krypt
+/// A_19644), 32 bytes.
+pub const AUTH_HASH_LEN: usize = 32;
+
+/// ExternalAuthenticate: the card's AUT key signs the given hash, RSASSA-PSS
+/// (SHA-256, MGF1-SHA-256, salt 32) by default or as `SIG:SignatureSchemes` asks,
+/// RSASSA-PKCS1-v1_5. The PIN must be verified, as for signing.
+fn external_authenticate(
+    sim: &KonnektorSim,
+    faults: &Faults,
+    req: Node<'_, '_>,
+) -> Result<Answer, Refusal> {
+    let handle = card_handle(req)?;
+    let mandant = context(sim, req)?;
+    let mut scheme = "RSASSA-PSS".to_string();
+    if let Some(inputs) = child(req, NS_SIG_AUTH, "OptionalInputs") {
+        if let Some(t) = child_text(inputs, NS_DSS, "SignatureType") {
+            if t != RSA_SIGNATURE_TYPE {
+                return Err(syntax(format!(
+                    "SignatureType {t}: the simulated cards sign with RSA only"
+                )));
+            }
+        }
+        if let Some(s) = child_text(inputs, NS_SIG_AUTH, "SignatureSchemes") {
+            scheme = s;
+        }
+    }
+    let c = card(sim, faults, &mandant, &handle, true)?;
+    let hash = required_b64(
+        required(req, NS_SIG_AUTH, "BinaryString")?,
+        NS_DSS,
+        "Base64Data",
+    )?;
+    let key = &c
+        .aut
+        .as_ref()
+        .ok_or_else(|| syntax("the card holds no authentication key (C.AUT)"))?
+        .key;
+    let signature = match scheme.as_str() {
+        "RSASSA-PSS" => {
+            if hash.len() != AUTH_HASH_LEN {
+                return Err(syntax(format!(
+                    "BinaryString has {} bytes, not the {AUTH_HASH_LEN} of a SHA-256 hash",
+                    hash.len()
+                )));
+            }
+            crate::crypto::jwt::token::sign_hash(key, &hash)
+        }
+        "RSASSA-PKCS1-v1_5" => pkcs1_sign(key, &hash),
+        other => return Err(syntax(format!("SignatureSchemes {other} is not known"))),
+    }
+    .map_err(|e| syntax(format!("signing failed: {e}")))?;
+    Ok(Answer {
+        body: format!(
+            "<ASIG:ExternalAuthenticateResponse>{}<dss:SignatureObject><dss:Base64Signature Type=\"{RSA_SIGNATURE_TYPE}\">{}</dss:Base64Signature></dss:SignatureObject></ASIG:ExternalAuthenticateResponse>",
+            status_ok(),
+            b64(&signature)
+        ),
+        card: Some(handle),
+        code: None,
+    })
+}
+
+/// RSASSA-PKCS1-v1_5 over `data` as given (the caller's DigestInfo or hash).
+fn pkcs1_sign(
+    key: &openssl::pkey::PKey<openssl::pkey::Private>,
+    data: &[u8],
+) -> Result<Vec<u8>, openssl::error::ErrorStack> {
+    let mut ctx = openssl::pkey_ctx::PkeyCtx::new(key)?;
+    ctx.sign_init()?;
+    ctx.set_rsa_padding(openssl::rsa::Padding::PKCS1)?;
+    let mut sig = Vec::new();
+    ctx.sign_to_vec(data, &mut sig)?;
+    Ok(sig)
+}
+
 /// Answers `op` for the request element `req` (already checked to be `op`'s).
 pub fn answer(
     sim: &KonnektorSim,
@@ -518,5 +595,6 @@ pub fn answer(
         Operation::EncryptDocument => encrypt_document(sim, faults, req),
         Operation::DecryptDocument => decrypt_document(sim, faults, req),
         Operation::GetPinStatus => get_pin_status(sim, faults, req),
+        Operation::ExternalAuthenticate => external_authenticate(sim, faults, req),
     }
 }

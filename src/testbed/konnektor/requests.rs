@@ -2,7 +2,7 @@
 //! tests and for tests that drive it directly. Not kim-cm's Konnektor client: that
 //! one is written separately against the same page.
 
-use super::soap::{b64, escape, CMS_TYPE, RECIPIENT_EMAILS_PROPERTY};
+use super::soap::{b64, escape, CMS_TYPE, RECIPIENT_EMAILS_PROPERTY, RSA_SIGNATURE_TYPE};
 use super::SimContext;
 
 const XMLNS: &str = concat!(
@@ -10,6 +10,7 @@ const XMLNS: &str = concat!(
     r#" xmlns:CONN="http://ws.gematik.de/conn/ConnectorCommon/v5.0""#,
     r#" xmlns:CCTX="http://ws.gematik.de/conn/ConnectorContext/v2.0""#,
     r#" xmlns:SIG="http://ws.gematik.de/conn/SignatureService/v7.5""#,
+    r#" xmlns:ASIG="http://ws.gematik.de/conn/SignatureService/v7.4""#,
     r#" xmlns:CRYPT="http://ws.gematik.de/conn/EncryptionService/v6.1""#,
     r#" xmlns:CERT="http://ws.gematik.de/conn/CertificateService/v6.0""#,
     r#" xmlns:EVT="http://ws.gematik.de/conn/EventService/v7.2""#,
@@ -119,5 +120,16 @@ pub fn get_pin_status(c: &SimContext, handle: &str, pin: &str) -> String {
         context(c),
         escape(handle),
         escape(pin)
+    ))
+}
+
+/// ExternalAuthenticate of `hash` with the card's AUT key, RSASSA-PSS.
+pub fn external_authenticate(c: &SimContext, handle: &str, hash: &[u8]) -> String {
+    envelope(&format!(
+        "<ASIG:ExternalAuthenticate><CONN:CardHandle>{}</CONN:CardHandle>{}<ASIG:OptionalInputs><dss:SignatureType>{RSA_SIGNATURE_TYPE}</dss:SignatureType>\
+         <ASIG:SignatureSchemes>RSASSA-PSS</ASIG:SignatureSchemes></ASIG:OptionalInputs><ASIG:BinaryString><dss:Base64Data>{}</dss:Base64Data></ASIG:BinaryString></ASIG:ExternalAuthenticate>",
+        escape(handle),
+        context(c),
+        b64(hash)
     ))
 }

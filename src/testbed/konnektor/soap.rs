@@ -11,13 +11,18 @@ use time::OffsetDateTime;
 pub use crate::konnektor::xml::{
     b64, escape, unb64, CARD as NS_CARD, CARDCMN as NS_CARDCMN, CCTX as NS_CCTX, CERT as NS_CERT,
     CERTCMN as NS_CERTCMN, CONN as NS_CONN, CRYPT as NS_CRYPT, DSS as NS_DSS, EVT as NS_EVT,
-    GERROR as NS_GERROR, SDS as NS_SDS, SI as NS_SI, SIG as NS_SIG, SOAP_ENV as NS_SOAP,
+    GERROR as NS_GERROR, SDS as NS_SDS, SI as NS_SI, SIG as NS_SIG, SIG_AUTH as NS_SIG_AUTH,
+    SOAP_ENV as NS_SOAP,
 };
 /// ProductInformation (the service directory's product block; kim-cm does not read it).
 pub const NS_PI: &str = "http://ws.gematik.de/int/version/ProductInformation/v1.1";
 
 /// The CMS signature and encryption type (RFC 5652).
 pub const CMS_TYPE: &str = "urn:ietf:rfc:5652";
+/// ExternalAuthenticate's signature type for RSA (PKCS #1, RFC 3447).
+pub const RSA_SIGNATURE_TYPE: &str = "urn:ietf:rfc:3447";
+/// The optional service of the directory (A_19457-02 needs it, mail does not).
+pub const AUTH_SIGNATURE_SERVICE: &str = "AuthSignatureService";
 /// The dss:Property identifier of the recipient-emails attribute (KOM-LE-A_2190).
 pub const RECIPIENT_EMAILS_PROPERTY: &str = "RecipientEmailsAttribute";
 
@@ -31,6 +36,7 @@ pub enum Operation {
     EncryptDocument,
     DecryptDocument,
     GetPinStatus,
+    ExternalAuthenticate,
 }
 
 /// Service (SDS name), operation, SOAPAction, namespace of the request element:
@@ -79,6 +85,13 @@ const OPERATIONS: &[(&str, Operation, &str, &str)] = &[
         "http://ws.gematik.de/conn/CardService/v8.1#GetPinStatus",
         NS_CARD,
     ),
+    (
+        AUTH_SIGNATURE_SERVICE,
+        Operation::ExternalAuthenticate,
+        // AuthSignatureService_v7_4_1.wsdl: SignatureService 7.4's namespace
+        "http://ws.gematik.de/conn/SignatureService/v7.4#ExternalAuthenticate",
+        NS_SIG_AUTH,
+    ),
 ];
 
 /// The services of the service directory: SDS name, version, response namespace.
@@ -88,6 +101,7 @@ pub const SERVICES: &[(&str, &str, &str)] = &[
     ("SignatureService", "7.5.5", NS_SIG),
     ("EncryptionService", "6.1.1", NS_CRYPT),
     ("CardService", "8.1.2", NS_CARD),
+    (AUTH_SIGNATURE_SERVICE, "7.4.1", NS_SIG_AUTH),
 ];
 
 impl Operation {
@@ -100,6 +114,7 @@ impl Operation {
             Operation::EncryptDocument => "EncryptDocument",
             Operation::DecryptDocument => "DecryptDocument",
             Operation::GetPinStatus => "GetPinStatus",
+            Operation::ExternalAuthenticate => "ExternalAuthenticate",
         }
     }
 
@@ -150,6 +165,7 @@ const XMLNS: &str = concat!(
     r#"xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/""#,
     r#" xmlns:CONN="http://ws.gematik.de/conn/ConnectorCommon/v5.0""#,
     r#" xmlns:SIG="http://ws.gematik.de/conn/SignatureService/v7.5""#,
+    r#" xmlns:ASIG="http://ws.gematik.de/conn/SignatureService/v7.4""#,
     r#" xmlns:CRYPT="http://ws.gematik.de/conn/EncryptionService/v6.1""#,
     r#" xmlns:CERT="http://ws.gematik.de/conn/CertificateService/v6.0""#,
     r#" xmlns:CERTCMN="http://ws.gematik.de/conn/CertificateServiceCommon/v2.0""#,

@@ -349,8 +349,84 @@ fn the_service_directory_points_at_each_service() {
         .filter(|n| is(n, NS_SI, "EndpointTLS"))
         .filter_map(|n| n.attribute("Location"))
         .collect();
-    assert_eq!(locations.len(), 5);
+    assert_eq!(locations.len(), 6);
     assert!(locations.contains(&"https://localhost:1/ws/SignatureService"));
+    assert!(locations.contains(&"https://localhost:1/ws/AuthSignatureService"));
+    // a Konnektor without the optional AuthSignatureService
+    let mut config = f.sim.config.clone();
+    config.offer_auth_signature = false;
+    let dir = tempfile::tempdir().unwrap();
+    let without = KonnektorSim::new(dir.path(), config, "https://localhost:1").unwrap();
+    assert!(!without.sds().contains("AuthSignatureService"));
+}
+
+#[test]
+fn external_authenticate_signs_the_hash_with_the_cards_aut_key() {
+    use openssl::hash::MessageDigest;
+    use openssl::rsa::Padding;
+    use openssl::sign::{RsaPssSaltlen, Verifier};
+    let f = fixture();
+    let none = Faults::default();
+    // ReadCardCertificate C.AUT gives the AUT certificate
+    let (s, t) = call(
+        &f.sim,
+        Operation::ReadCardCertificate,
+        &requests::read_card_certificate(&ctx(), "SMC-B-1", &["C.AUT"], "RSA"),
+        &none,
+    );
+    assert_eq!(s, StatusCode::OK, "{t}");
+    let der = unb64(&find_text(&t, NS_CERTCMN, "X509Certificate").unwrap()).unwrap();
+    let aut = &f.sim.cards[0].aut.as_ref().unwrap().cert;
+    assert_eq!(der, aut.to_der().unwrap());
+    // the signature verifies as RSASSA-PSS over the message whose hash was sent
+    let message = b"header.body";
+    let hash = openssl::sha::sha256(message);
+    let (s, t) = call(
+        &f.sim,
+        Operation::ExternalAuthenticate,
+        &requests::external_authenticate(&ctx(), "SMC-B-1", &hash),
+        &none,
+    );
+    assert_eq!(s, StatusCode::OK, "{t}");
+    let sig = unb64(&find_text(&t, NS_DSS, "Base64Signature").unwrap()).unwrap();
+    let key = aut.public_key().unwrap();
+    let mut v = Verifier::new(MessageDigest::sha256(), &key).unwrap();
+    v.set_rsa_padding(Padding::PKCS1_PSS).unwrap();
+    v.set_rsa_mgf1_md(MessageDigest::sha256()).unwrap();
+    v.set_rsa_pss_saltlen(RsaPssSaltlen::custom(32)).unwrap();
+    v.update(message).unwrap();
+    assert!(v.verify(&sig).unwrap());
+    // refusals: not a SHA-256 hash, a pulled card, a PIN not verified, another
+    // Mandant's card
+    let short = requests::external_authenticate(&ctx(), "SMC-B-1", &hash[..20]);
+    let (s, t) = call(&f.sim, Operation::ExternalAuthenticate, &short, &none);
+    assert_eq!(
+        (s, code_of(&t)),
+        (StatusCode::INTERNAL_SERVER_ERROR, Some(ops::SYNTAX_ERROR))
+    );
+    let req = requests::external_authenticate(&ctx(), "SMC-B-1", &hash);
+    for (faults, code) in [
+        (
+            Faults {
+                removed_cards: vec!["SMC-B-1".into()],
+                ..Faults::default()
+            },
+            ops::CARD_NOT_INSERTED,
+        ),
+        (
+            Faults {
+                pin_not_verified: vec!["SMC-B-1".into()],
+                ..Faults::default()
+            },
+            ops::PIN_NOT_VERIFIED,
+        ),
+    ] {
+        let (_, t) = call(&f.sim, Operation::ExternalAuthenticate, &req, &faults);
+        assert_eq!(code_of(&t), Some(code), "{t}");
+    }
+    let other = requests::external_authenticate(&ctx(), "SMC-B-2", &hash);
+    let (_, t) = call(&f.sim, Operation::ExternalAuthenticate, &other, &none);
+    assert_eq!(code_of(&t), Some(ops::INVALID_CARD_HANDLE), "{t}");
 }
 
 #[test]
