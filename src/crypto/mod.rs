@@ -4,6 +4,7 @@
 //! sign and decrypt for an account and never see where the key lives.
 
 pub mod admission;
+pub mod crypt;
 pub mod kas_blob;
 pub mod konnektor;
 pub mod opener;
