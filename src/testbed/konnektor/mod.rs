@@ -9,12 +9,19 @@
 //!   DecryptDocument, GetPinStatus ([`ops`]). Anything else, and every refused
 //!   call, is a SOAP Fault with HTTP 500 and a `GERROR:Error` carrying the code.
 //!
+//! A card may hold an ECC encryption key beside its RSA one
+//! ([`SimCard::ecc_encryption_pkcs12`]); EncryptDocument wraps content keys for
+//! ECC certificates with the simulator's ECIES ([`ecies`]), and the service
+//! directory announces versions with or without ECC support
+//! ([`SimConfig::ecc`], A_17464).
+//!
 //! Tests that run kim-cm as a separate process steer the simulator through
 //! `faults.json` in its folder, read on every request ([`Faults`]). Every request
 //! envelope and every answer is kept in `requests/`, so a test can validate them
 //! against the published schemas; the log has one line per call and never key
 //! material or document content.
 
+pub mod ecies;
 pub mod ops;
 pub mod requests;
 pub mod soap;
@@ -58,6 +65,9 @@ pub const CARD_TERMINAL_ID: &str = "CT-SIM-1";
 pub const REQUESTS_DIR: &str = "requests";
 /// The runtime faults file, in the simulator's folder.
 pub const FAULTS_FILE: &str = "faults.json";
+/// The EncryptionService version of a Konnektor without ECC support (A_17464
+/// asks for at least 6.1.1).
+pub const ENCRYPTION_VERSION_WITHOUT_ECC: &str = "6.1.0";
 
 type SimResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -83,6 +93,9 @@ pub struct SimCard {
     pub mandant: String,
     pub signing_pkcs12: PathBuf,
     pub encryption_pkcs12: PathBuf,
+    /// The card's ECC encryption key and certificate (C.ENC_ECC, brainpoolP256r1),
+    /// when it has one ([`crate::testbed::pki::ecc_encryption`]).
+    pub ecc_encryption_pkcs12: Option<PathBuf>,
     pub pkcs12_password: String,
 }
 
@@ -101,6 +114,10 @@ pub struct SimConfig {
     /// Keep every request and answer in `requests/` (for the schema checks). The
     /// benchmark turns it off: creating two files per call is what costs most.
     pub log_requests: bool,
+    /// Whether the service directory announces a Konnektor with ECC support
+    /// (A_17464: SignatureService >= 7.4.1 and EncryptionService >= 6.1.1); without
+    /// it EncryptionService is 6.1.0 and EncryptDocument refuses ECC certificates.
+    pub ecc: bool,
 }
 
 impl SimConfig {
@@ -119,6 +136,7 @@ impl SimConfig {
                 mandant: context.mandant.clone(),
                 signing_pkcs12: a.signing_pkcs12.clone(),
                 encryption_pkcs12: a.encryption_pkcs12.clone(),
+                ecc_encryption_pkcs12: None,
                 pkcs12_password: password.to_string(),
             })
             .collect();
@@ -129,6 +147,7 @@ impl SimConfig {
             basic_auth: None,
             client_ca: None,
             log_requests: true,
+            ecc: true,
         }
     }
 }
@@ -146,6 +165,10 @@ pub struct Faults {
     pub pin_not_verified: Vec<String>,
     /// Close every connection without an answer.
     pub down: bool,
+    /// Cards whose RSA encryption key is not offered: ReadCardCertificate C.ENC
+    /// with Crypt RSA answers without a certificate, DecryptDocument with Crypt RSA
+    /// is refused. For a card that decrypts with its ECC key only.
+    pub rsa_encryption_unavailable: Vec<String>,
 }
 
 impl Faults {
@@ -168,6 +191,7 @@ pub struct LoadedCard {
     pub card: SimCard,
     pub signing: KeyPair,
     pub encryption: KeyPair,
+    pub ecc_encryption: Option<KeyPair>,
 }
 
 /// The simulator's state.
@@ -192,6 +216,10 @@ impl KonnektorSim {
             cards.push(LoadedCard {
                 signing: read_pkcs12(&c.signing_pkcs12, &c.pkcs12_password)?,
                 encryption: read_pkcs12(&c.encryption_pkcs12, &c.pkcs12_password)?,
+                ecc_encryption: match &c.ecc_encryption_pkcs12 {
+                    Some(p) => Some(read_pkcs12(p, &c.pkcs12_password)?),
+                    None => None,
+                },
                 card: c.clone(),
             });
         }
@@ -211,6 +239,10 @@ impl KonnektorSim {
     pub fn sds(&self) -> String {
         let mut services = String::new();
         for (name, version, ns) in soap::SERVICES {
+            let version = match *name {
+                "EncryptionService" if !self.config.ecc => ENCRYPTION_VERSION_WITHOUT_ECC,
+                _ => version,
+            };
             services.push_str(&format!(
                 "<SI:Service Name=\"{name}\"><SI:Abstract>{name}</SI:Abstract><SI:Versions>\
                  <SI:Version TargetNamespace=\"{ns}\" Version=\"{version}\"><SI:Abstract>{name} {version}</SI:Abstract>\
@@ -519,5 +551,7 @@ pub async fn start(dir: &Path, config: SimConfig) -> SimResult<RunningSim> {
     })
 }
 
+#[cfg(test)]
+mod ecc_tests;
 #[cfg(test)]
 mod tests;
