@@ -6,8 +6,10 @@
 //! keyEncryptionAlgorithm is the TI's ECIES OID ([`oid::TI_ECIES`],
 //! 1.2.276.0.76.4.222, taken from third-party code citing gemSpec_OID and not
 //! verified in a gematik document), and the card unwraps it (gemSpec_COS, PSO
-//! Decipher with an ELC key: ephemeral point PO_A, AES-256-CBC ciphertext C, CMAC
-//! T, with gemSpec_COS's own KDF). This module plays that role, not that encoding:
+//! Decipher with an ELC key; per the project's reference notes an (PO, C, T)
+//! tuple: ephemeral point, AES-256-CBC ciphertext and CMAC, keys from an X9.63 KDF
+//! with SHA-256, none of it checked against gemSpec_COS here). This module plays
+//! that role, not that encoding:
 //! kim-cm never unwraps ECC keys itself and never reads `encryptedKey`, so the
 //! bytes only need to round-trip within the simulator. Here:
 //!
