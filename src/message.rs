@@ -9,6 +9,7 @@ use std::path::Path;
 use mail_parser::{Address, MessageParser};
 
 use crate::cms;
+use crate::crypto::crypt;
 use crate::crypto::opener::SoftwareOpener;
 use crate::crypto::sealer::SoftwareSealer;
 use crate::crypto::software::{read_pkcs12, AccountKeys, SoftwareKeys};
@@ -113,7 +114,9 @@ pub async fn seal(
     let mut certs = std::collections::HashMap::new();
     for a in std::iter::once(&sender).chain(&recipients) {
         let found = directory.lookup(a).await.map_err(|e| e.to_string())?;
-        certs.insert(a.to_ascii_lowercase(), send::usable(found.certs));
+        // software keys: RSA certificates only (no ECIES in kim-cm, A_17472)
+        let (usable, _) = crypt::encryptable(send::usable(found.certs), false);
+        certs.insert(a.to_ascii_lowercase(), usable);
     }
     let mut keys = SoftwareKeys::default();
     keys.insert(

@@ -31,3 +31,8 @@ pub fn rsassa_pss() -> Vec<u8> {
     let salt = der::tlv(0xa2, &der::uint(&[PSS_SALT_LEN]));
     der::seq(&[&der::oid(oid::RSASSA_PSS), &der::seq(&[&hash, &mgf, &salt])])
 }
+
+/// The TI's ECIES key transport, without parameters (see [`oid::TI_ECIES`]).
+pub fn ti_ecies() -> Vec<u8> {
+    der::seq(&[&der::oid(oid::TI_ECIES)])
+}

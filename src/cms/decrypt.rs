@@ -2,7 +2,10 @@
 //! the KeyTransRecipientInfo for the key's certificate (IssuerAndSerialNumber,
 //! KOM-LE-A_2108/2109), RSAES-OAEP with SHA-256 and MGF1-SHA-256 for the content key
 //! (nothing else is accepted for RSA), AES-256-GCM with the tag checked before any
-//! plaintext is returned.
+//! plaintext is returned. RecipientInfos for other keys (the TI's ECIES for ECC
+//! certificates among them) are passed over; the key unwrap is a parameter of
+//! [`decrypt_in_place_with`] for the testbed's Konnektor simulator, which unwraps
+//! ECIES as a card would.
 
 use openssl::hash::MessageDigest;
 use openssl::md::Md;
@@ -190,6 +193,22 @@ fn unwrap_key(encrypted_key: &[u8], key: &PKeyRef<Private>) -> Result<Vec<u8>, O
     run().map_err(|_| OpenError::Corrupted)
 }
 
+/// Unwraps the content key of the KeyTransRecipientInfo for the certificate:
+/// given its keyEncryptionAlgorithm and encryptedKey. A wrong key or altered data
+/// is [`OpenError::Corrupted`].
+pub type UnwrapKey<'a> =
+    &'a dyn Fn(&Tlv<'_>, &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, OpenError>;
+
+/// The RSAES-OAEP unwrap with `key`, the profile's parameters checked.
+fn rsa_oaep_unwrap(
+    key: &PKeyRef<Private>,
+) -> impl Fn(&Tlv<'_>, &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, OpenError> + '_ {
+    move |alg, encrypted_key| {
+        check_oaep(alg)?;
+        Ok(zeroize::Zeroizing::new(unwrap_key(encrypted_key, key)?))
+    }
+}
+
 /// Decrypts `der` with `key`, whose certificate is `cert`.
 pub fn decrypt(der: &[u8], cert: &X509Ref, key: &PKeyRef<Private>) -> Result<Decrypted, OpenError> {
     decrypt_in_place(der.to_vec(), cert, key)
@@ -198,11 +217,20 @@ pub fn decrypt(der: &[u8], cert: &X509Ref, key: &PKeyRef<Private>) -> Result<Dec
 /// [`decrypt`], with the plaintext written over the DER it came from: a 15 MiB mail
 /// needs no second 15 MiB buffer. On any failure the buffer is wiped.
 pub fn decrypt_in_place(
-    mut der: Vec<u8>,
+    der: Vec<u8>,
     cert: &X509Ref,
     key: &PKeyRef<Private>,
 ) -> Result<Decrypted, OpenError> {
-    let p = prepare(&der, cert, key)?;
+    decrypt_in_place_with(der, cert, &rsa_oaep_unwrap(key))
+}
+
+/// [`decrypt_in_place`] with the content key unwrapped by `unwrap`.
+pub fn decrypt_in_place_with(
+    mut der: Vec<u8>,
+    cert: &X509Ref,
+    unwrap: UnwrapKey<'_>,
+) -> Result<Decrypted, OpenError> {
+    let p = prepare(&der, cert, unwrap)?;
     match gcm_in_place(&mut der, &p) {
         Ok(n) => {
             der.truncate(n);
@@ -221,6 +249,45 @@ pub fn decrypt_in_place(
 /// Whether `der` parses as an AuthEnvelopedData of the profile.
 pub fn parts_ok(der: &[u8]) -> Result<(), OpenError> {
     parts(der).map(drop)
+}
+
+/// One KeyTransRecipientInfo as read: whose certificate, and how its key is wrapped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyTransInfo {
+    /// The issuer Name (DER) and serial (INTEGER content) of the rid.
+    pub issuer_der: Vec<u8>,
+    pub serial: Vec<u8>,
+    /// The keyEncryptionAlgorithm's OID, content bytes (e.g. [`oid::TI_ECIES`]).
+    pub algorithm: Vec<u8>,
+}
+
+impl KeyTransInfo {
+    /// Whether this RecipientInfo is for `cert`.
+    pub fn is_for(&self, cert: &X509Ref) -> bool {
+        names_cert(&self.issuer_der, &self.serial, cert)
+    }
+}
+
+/// The KeyTransRecipientInfos with an IssuerAndSerialNumber rid in `der`, in order.
+pub fn key_trans_infos(der: &[u8]) -> Result<Vec<KeyTransInfo>, OpenError> {
+    let p = parts(der)?;
+    let mut out = Vec::new();
+    for ri in p.recipient_infos.iter().filter(|ri| ri.tag == 0x30) {
+        let f = ri.children()?;
+        let (Some(rid), Some(alg)) = (f.get(1).filter(|r| r.tag == 0x30), f.get(2)) else {
+            continue;
+        };
+        let r = rid.children()?;
+        let a = alg.children()?;
+        if let (Some(issuer), Some(serial), Some(o)) = (r.first(), r.get(1), a.first()) {
+            out.push(KeyTransInfo {
+                issuer_der: issuer.raw.to_vec(),
+                serial: serial.content.to_vec(),
+                algorithm: o.content.to_vec(),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// True when `der` has a KeyTransRecipientInfo for `cert` (IssuerAndSerialNumber).
@@ -255,7 +322,7 @@ struct Prepared {
     recipient_emails: Option<RecipientEmails>,
 }
 
-fn prepare(der: &[u8], cert: &X509Ref, key: &PKeyRef<Private>) -> Result<Prepared, OpenError> {
+fn prepare(der: &[u8], cert: &X509Ref, unwrap: UnwrapKey<'_>) -> Result<Prepared, OpenError> {
     let p = parts(der)?;
     // KOM-LE-A_2108/2109: KeyTransRecipientInfo with IssuerAndSerialNumber
     let mut ours = None;
@@ -279,8 +346,7 @@ fn prepare(der: &[u8], cert: &X509Ref, key: &PKeyRef<Private>) -> Result<Prepare
         }
     }
     let (alg, encrypted_key) = ours.ok_or(OpenError::NotForThisKey)?;
-    check_oaep(&alg)?;
-    let cek = zeroize::Zeroizing::new(unwrap_key(&encrypted_key, key)?);
+    let cek = unwrap(&alg, &encrypted_key)?;
     if cek.len() != 32 {
         return Err(OpenError::Corrupted);
     }

@@ -4,6 +4,12 @@
 //! rid IssuerAndSerialNumber (KOM-LE-A_2108/2109), no originatorInfo (KOM-LE-A_2106),
 //! and recipient-emails as unprotected attribute (KOM-LE-A_2107). OpenSSL has no
 //! API for unauthAttrs, so the structure is built here around OpenSSL's primitives.
+//!
+//! kim-cm wraps content keys with RSA only: an ECC encryption certificate (C.ENC_ECC)
+//! needs the TI's ECIES, which the Konnektor does on its side; the send pipeline
+//! leaves such certificates out before it gets here (A_17472). The key transport is
+//! a parameter of [`encrypt_with`], so that the testbed's Konnektor simulator can
+//! write the ECIES RecipientInfos with the same structure.
 
 use openssl::md::Md;
 use openssl::pkey_ctx::PkeyCtx;
@@ -17,7 +23,7 @@ use super::{alg, der, oid};
 /// Why a structure could not be written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SealError {
-    #[error("certificate {0} cannot be used for RSA-OAEP key transport")]
+    #[error("certificate {0} cannot be used for RSA-OAEP key transport (an ECC certificate is for the Konnektor's ECIES only)")]
     UnusableCertificate(String),
     #[error("the address {0} is not ASCII and cannot be written into recipient-emails")]
     NotAscii(String),
@@ -36,6 +42,25 @@ pub fn issuer_and_serial(cert: &X509Ref) -> Result<Vec<u8>, SealError> {
     let issuer = cert.issuer_name().to_der().map_err(crypto)?;
     let serial = cert.serial_number().to_bn().map_err(crypto)?.to_vec();
     Ok(der::seq(&[&issuer, &der::uint(&serial)]))
+}
+
+/// One KeyTransRecipientInfo's algorithm and encrypted content key.
+pub struct KeyTransport {
+    /// The keyEncryptionAlgorithm, DER of the AlgorithmIdentifier.
+    pub algorithm: Vec<u8>,
+    pub encrypted_key: Vec<u8>,
+}
+
+/// Wraps the content key for one certificate.
+pub type WrapKey<'a> = &'a dyn Fn(&[u8], &X509Ref) -> Result<KeyTransport, SealError>;
+
+/// RSAES-OAEP (SHA-256, MGF1-SHA-256) of the content key `cek` for `cert`'s RSA key
+/// (KOM-LE-A_2108/2109); any other key is [`SealError::UnusableCertificate`].
+pub fn rsa_oaep(cek: &[u8], cert: &X509Ref) -> Result<KeyTransport, SealError> {
+    Ok(KeyTransport {
+        algorithm: alg::rsaes_oaep(),
+        encrypted_key: wrap_key(cek, cert)?,
+    })
 }
 
 fn wrap_key(cek: &[u8], cert: &X509Ref) -> Result<Vec<u8>, SealError> {
@@ -59,10 +84,21 @@ fn wrap_key(cek: &[u8], cert: &X509Ref) -> Result<Vec<u8>, SealError> {
 /// Encrypts the concatenation of `content` for every certificate in `recipients`;
 /// `recipient_emails_attr` is the DER of the recipient-emails Attribute (the same
 /// bytes as the signed one). The ciphertext is written straight into the output.
+/// RSA certificates only ([`rsa_oaep`]).
 pub fn encrypt(
     content: &[&[u8]],
     recipients: &[&X509Ref],
     recipient_emails_attr: &[u8],
+) -> Result<Vec<u8>, SealError> {
+    encrypt_with(content, recipients, recipient_emails_attr, &rsa_oaep)
+}
+
+/// [`encrypt`] with the content key wrapped for each certificate by `wrap`.
+pub fn encrypt_with(
+    content: &[&[u8]],
+    recipients: &[&X509Ref],
+    recipient_emails_attr: &[u8],
+    wrap: WrapKey<'_>,
 ) -> Result<Vec<u8>, SealError> {
     if recipients.is_empty() {
         return Err(SealError::NoRecipient);
@@ -72,12 +108,12 @@ pub fn encrypt(
 
     let mut infos = Vec::with_capacity(recipients.len());
     for cert in recipients {
-        let ek = wrap_key(cek.as_slice(), cert)?;
+        let kt = wrap(cek.as_slice(), cert)?;
         infos.push(der::seq(&[
             &der::uint(&[0]),
             &issuer_and_serial(cert)?,
-            &alg::rsaes_oaep(),
-            &der::octets(&ek),
+            &kt.algorithm,
+            &der::octets(&kt.encrypted_key),
         ]));
     }
     let version = der::uint(&[0]);

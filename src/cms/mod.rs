@@ -17,9 +17,10 @@ pub mod sign;
 pub mod verify;
 
 pub use decrypt::{
-    addressed_to, decrypt, decrypt_in_place, recipient_emails_of, Decrypted, OpenError,
+    addressed_to, decrypt, decrypt_in_place, decrypt_in_place_with, key_trans_infos,
+    recipient_emails_of, Decrypted, KeyTransInfo, OpenError,
 };
-pub use encrypt::{encrypt, SealError};
+pub use encrypt::{encrypt, encrypt_with, KeyTransport, SealError};
 pub use recipient_emails::{RecipientEmail, RecipientEmails};
 pub use sign::sign;
 pub use verify::{verify, SignatureStatus, Verified};

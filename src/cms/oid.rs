@@ -16,6 +16,13 @@ pub const SHA256: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01
 pub const MGF1: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x08];
 /// recipient-emails 1.2.276.0.76.4.173 (gemSMIME_KOMLE KOM-LE-A_2114-01).
 pub const RECIPIENT_EMAILS: &[u8] = &[0x2a, 0x82, 0x14, 0x00, 0x4c, 0x04, 0x81, 0x2d];
+/// The TI's ECIES key transport for ECC encryption certificates
+/// (oid_ti_ecies_transport_encryption, 1.2.276.0.76.4.222): a KeyTransRecipientInfo
+/// with this keyEncryptionAlgorithm, the key unwrapped on the card. The value is
+/// NOT verified against a gematik document (gemSpec_OID was not at hand); it comes
+/// from third-party code citing gemSpec_OID. kim-cm itself never unwraps with it:
+/// only the Konnektor (and the testbed's simulator) do.
+pub const TI_ECIES: &[u8] = &[0x2a, 0x82, 0x14, 0x00, 0x4c, 0x04, 0x81, 0x5e];
 /// id-signedData 1.2.840.113549.1.7.2.
 pub const SIGNED_DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02];
 /// id-RSASSA-PSS 1.2.840.113549.1.1.10.

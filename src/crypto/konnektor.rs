@@ -7,7 +7,8 @@
 //! (KOM-LE-A_2052) whose encryption certificate the directory lists for the
 //! sender, so a Konnektor shared by two practices never signs with the other's. For decryption the card whose C.ENC
 //! certificate has a RecipientInfo in the mail (KOM-LE-A_2059, A_2060), both SMC-B
-//! and HBA. Both choices are cached (KOM-LE-A_2061), so a mail costs one
+//! and HBA, with the key of that certificate: its RSA or its ECC key (3.8.4,
+//! C.ENC_RSA or C.ENC_ECC). Both choices are cached (KOM-LE-A_2061), so a mail costs one
 //! SignDocument and one EncryptDocument to send, one DecryptDocument and one
 //! VerifyDocument to open; a fault on a cached card drops it and asks again once.
 //!
@@ -24,6 +25,7 @@ use openssl::x509::X509;
 
 mod aut;
 
+use super::crypt::Crypt;
 use super::sealer::attribute;
 use crate::cms;
 use crate::kim::login::CallContext;
@@ -37,6 +39,17 @@ use crate::konnektor::{Konnektor, KonnektorError};
 const DECRYPTING_CARDS: [&str; 2] = ["SMC-B", "HBA"];
 /// The Konnektor's key for KIM signatures is always RSA (KOM-LE-A_2020).
 const RSA: &str = "RSA";
+/// 3.8.4: both encryption certificates of a card are read, RSA first.
+const ENCRYPTION_KEYS: [Crypt; 2] = [Crypt::Rsa, Crypt::Ecc];
+
+/// A card that may decrypt: its handle, one of its encryption certificates, and
+/// which of its keys that is.
+#[derive(Clone)]
+struct DecryptingKey {
+    handle: String,
+    cert: X509,
+    crypt: Crypt,
+}
 
 /// One Konnektor as crypto provider, with its card caches.
 pub struct KonnektorCrypto {
@@ -45,7 +58,7 @@ pub struct KonnektorCrypto {
     signing_cards: Mutex<HashMap<String, String>>,
     /// Recipient address (lower case) and context: the decrypting cards with their
     /// encryption certificates.
-    decrypting_cards: Mutex<HashMap<String, Vec<(String, X509)>>>,
+    decrypting_cards: Mutex<HashMap<String, Vec<DecryptingKey>>>,
     /// Address (lower case) and context: the signing card's handle and its AUT
     /// certificate (C.AUT, A_19457-02).
     aut_certs: Mutex<HashMap<String, (String, X509)>>,
@@ -73,6 +86,21 @@ impl KonnektorCrypto {
             signing_cards: Mutex::new(HashMap::new()),
             decrypting_cards: Mutex::new(HashMap::new()),
             aut_certs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A_17464: whether the Konnektor supports ECC, from its service directory. A
+    /// directory that cannot be read counts as no (A_17472); the call that needs
+    /// the Konnektor then says why.
+    pub async fn ecc(&self) -> bool {
+        match self.konnektor.endpoints().await {
+            Ok(e) => e.ecc,
+            Err(e) => {
+                tracing::debug!(
+                    "the Konnektor's ECC support is unknown, ECC certificates are not used: {e}"
+                );
+                false
+            }
         }
     }
 
@@ -159,7 +187,7 @@ impl KonnektorCrypto {
         ctx: &CallContext,
         address: &str,
         fresh: bool,
-    ) -> Result<Vec<(String, X509)>, KonnektorError> {
+    ) -> Result<Vec<DecryptingKey>, KonnektorError> {
         let k = key(address, ctx);
         if !fresh {
             if let Some(c) = lock(&self.decrypting_cards).get(&k) {
@@ -171,17 +199,24 @@ impl KonnektorCrypto {
             if !DECRYPTING_CARDS.contains(&card.card_type.as_str()) {
                 continue;
             }
-            // both RSA and ECC certificates count (3.8.4); kim-cm decrypts RSA
-            match self
-                .konnektor
-                .read_card_certificates(ctx, &card.handle, "C.ENC", RSA)
-                .await
-            {
-                Ok(certs) => found.extend(certs.into_iter().map(|c| (card.handle.clone(), c))),
-                Err(KonnektorError::Fault { code, text, .. }) => {
-                    tracing::debug!(handle = %card.handle, ?code, "no encryption certificate read from this card: {text}")
+            // 3.8.4: both the RSA and the ECC encryption certificate count; a card
+            // (or a Konnektor) without ECC faults or answers without one
+            for crypt in ENCRYPTION_KEYS {
+                match self
+                    .konnektor
+                    .read_card_certificates(ctx, &card.handle, "C.ENC", crypt.konnektor_name())
+                    .await
+                {
+                    Ok(certs) => found.extend(certs.into_iter().map(|cert| DecryptingKey {
+                        handle: card.handle.clone(),
+                        cert,
+                        crypt,
+                    })),
+                    Err(KonnektorError::Fault { code, text, .. }) => {
+                        tracing::debug!(handle = %card.handle, crypt = crypt.konnektor_name(), ?code, "no encryption certificate read from this card: {text}")
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
             }
         }
         lock(&self.decrypting_cards).insert(k, found.clone());
@@ -213,7 +248,7 @@ impl KonnektorCrypto {
                 .decrypting_cards(ctx, address, fresh)
                 .await
                 .map_err(decrypt_error)?;
-            let Some((handle, _)) = cards.iter().find(|(_, c)| fits(c)) else {
+            let Some(key) = cards.iter().find(|k| fits(&k.cert)) else {
                 if fresh {
                     return Err(match cms::decrypt::parts_ok(der) {
                         Ok(()) => DecryptError::KeyUnavailable,
@@ -222,7 +257,9 @@ impl KonnektorCrypto {
                 }
                 continue;
             };
-            match self.konnektor.decrypt(ctx, handle, RSA, der).await {
+            // 3.8.4: the key of the certificate found, C.ENC_RSA or C.ENC_ECC
+            let crypt = key.crypt.konnektor_name();
+            match self.konnektor.decrypt(ctx, &key.handle, crypt, der).await {
                 Ok(plain) => return Ok(plain),
                 Err(KonnektorError::Fault { code, text, .. }) if !fresh => {
                     tracing::info!(%address, ?code, "the cached decrypting card was refused ({text}); asking the Konnektor for the cards again");

@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod jwt;
+pub mod crypt;
 pub mod kas_blob;
 pub mod konnektor;
 pub mod opener;

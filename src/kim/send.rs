@@ -19,6 +19,7 @@ use time::OffsetDateTime;
 use super::seal::{self, SealRefusal};
 use super::{dsn, forward, header, kas, wrap};
 use crate::crypto::admission;
+use crate::crypto::crypt::{self, Crypt};
 use crate::crypto::konnektor::{KonnektorAccounts, KonnektorSealer};
 use crate::crypto::sealer::SoftwareSealer;
 use crate::crypto::software::SoftwareKeys;
@@ -221,7 +222,8 @@ impl SendPipeline {
             return self.run_kas(sub, &setup, mail).await;
         }
         has_keys(&setup, account)?;
-        let found = lookup(&setup.directory, account, recipients).await?;
+        let mut found = lookup(&setup.directory, account, recipients).await?;
+        keep_encryptable(&setup, sub, &mut found).await;
         let (kept, mut notices) = self.screen(sub, &found, header::split(&bytes).0, false)?;
         let kept_sub = Submission {
             recipients: &kept,
@@ -346,7 +348,8 @@ impl SendPipeline {
             return Err(kas_part_refusal());
         }
         has_keys(setup, account)?;
-        let found = lookup(&setup.directory, account, sub.recipients).await?;
+        let mut found = lookup(&setup.directory, account, sub.recipients).await?;
+        keep_encryptable(setup, sub, &mut found).await;
         let (kept, mut notices) = self.screen(sub, &found, &head, true)?;
         let kept_sub = Submission {
             recipients: &kept,
@@ -677,21 +680,43 @@ fn large_mail_recipients(
     })
 }
 
-/// KOM-LE-A_2024-01: only valid certificates count (within their validity period).
-/// Only RSA keys: ECC encryption certificates need the Konnektor's ECIES, and
-/// without ECC support they must not be used (A_17472).
+/// KOM-LE-A_2024-01: only valid certificates count (within their validity period),
+/// with an RSA or a TI ECC key. Whether the ECC ones may be used depends on the
+/// backend: [`keep_encryptable`].
 pub fn usable(certs: Vec<X509>) -> Vec<X509> {
     let Ok(now) = Asn1Time::days_from_now(0) else {
         return Vec::new();
     };
     certs
         .into_iter()
-        .filter(|c| {
-            c.not_before() <= now
-                && c.not_after() >= now
-                && c.public_key().is_ok_and(|k| k.rsa().is_ok())
-        })
+        .filter(|c| c.not_before() <= now && c.not_after() >= now && Crypt::of(c).is_some())
         .collect()
+}
+
+/// KOM-LE-A_2022, A_17472: keeps of every party's certificates those the mail can
+/// be encrypted for with `account`'s backend: RSA and ECC through a Konnektor that
+/// supports ECC (A_17464, read from its service directory), RSA only through one
+/// that does not, and with software keys (kim-cm has no ECIES). A party left with
+/// none counts as without a certificate (4004 DSN, 553, 451), as before the
+/// sealing: recipient-emails then names exactly the certificates used.
+async fn keep_encryptable(setup: &SoftwareSealing, sub: &Submission<'_>, found: &mut Found) {
+    let konnektor = setup
+        .konnektors
+        .for_account(sub.account, sub.context, sub.konnektor_id);
+    let ecc = match konnektor {
+        Some(Ok((crypto, _))) => crypto.ecc().await,
+        // software keys; a Konnektor that cannot be used fails the sealing anyway
+        _ => false,
+    };
+    let mut left_out = 0;
+    for certs in found.certs.values_mut() {
+        let (kept, n) = crypt::encryptable(std::mem::take(certs), ecc);
+        *certs = kept;
+        left_out += n;
+    }
+    if left_out > 0 {
+        tracing::debug!(account = %sub.account, left_out, ecc, "encryption certificates left out: ECC ones need a Konnektor with ECC support (A_17472)");
+    }
 }
 
 type SealedWithNotices = (seal::Sealed, Vec<Vec<u8>>);
@@ -815,18 +840,30 @@ mod tests {
     }
 
     #[test]
-    fn only_valid_rsa_certificates_are_used() {
+    fn only_valid_rsa_and_brainpool_certificates_are_used() {
         let rsa = PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
-        let group = EcGroup::from_curve_name(Nid::BRAINPOOL_P256R1).unwrap();
-        let ec = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+        let ec = |nid| {
+            let group = EcGroup::from_curve_name(nid).unwrap();
+            PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap()
+        };
         let valid = cert(&rsa, -1, 30);
         let expired = cert(&rsa, -30, -1);
         let not_yet = cert(&rsa, 1, 30);
-        // A_17472: without the Konnektor's ECC support, ECC certificates are skipped
-        let brainpool = cert(&ec, -1, 30);
-        let kept = usable(vec![expired, brainpool, valid.clone(), not_yet]);
-        assert_eq!(kept.len(), 1);
-        assert_eq!(kept[0].to_der().unwrap(), valid.to_der().unwrap());
+        // whether ECC ones are used is the backend's question (A_17472)
+        let brainpool = cert(&ec(Nid::BRAINPOOL_P256R1), -1, 30);
+        let p256 = cert(&ec(Nid::X9_62_PRIME256V1), -1, 30);
+        let kept = usable(vec![
+            expired,
+            brainpool.clone(),
+            valid.clone(),
+            not_yet,
+            p256,
+        ]);
+        let der: Vec<Vec<u8>> = kept.iter().map(|c| c.to_der().unwrap()).collect();
+        assert_eq!(
+            der,
+            vec![brainpool.to_der().unwrap(), valid.to_der().unwrap()]
+        );
     }
 
     #[test]

@@ -178,6 +178,13 @@ pub async fn start(
     // the proxy, from a real config file
     let config_file = data_dir.join("kim-cm.toml");
     let mut text = sandbox_config(&data_dir, ports, &fd, &pki);
+    // the admin page, with a password made for this sandbox
+    let admin_password = sandbox_admin_password(&data_dir)?;
+    text.push_str(&format!(
+        "\n# the local admin page (its password: sandbox.json)\n[admin]\naddress = \"127.0.0.1:{}\"\nuser = \"{SANDBOX_ADMIN_USER}\"\npassword_hash_file = \"{}\"\n",
+        ports.admin,
+        data_dir.join("admin-password.hash").display()
+    ));
     if let Some(k) = &konnektor {
         text = with_konnektor(&text, k);
     }
@@ -188,13 +195,6 @@ pub async fn start(
     } else {
         None
     };
-    // the admin page, with a password made for this sandbox
-    let admin_password = sandbox_admin_password(&data_dir)?;
-    text.push_str(&format!(
-        "\n# the local admin page (its password: sandbox.json)\n[admin]\naddress = \"127.0.0.1:{}\"\nuser = \"{SANDBOX_ADMIN_USER}\"\npassword_hash_file = \"{}\"\n",
-        ports.admin,
-        data_dir.join("admin-password.hash").display()
-    ));
     std::fs::write(&config_file, text)?;
     let cfg = Arc::new(Config::load(&config_file)?);
     let proxy = serve::start(cfg).await?;
@@ -312,6 +312,7 @@ fn with_konnektor(config: &str, k: &RunningSim) -> String {
         if line.starts_with("signing_pkcs12 = ") {
             out.push_str(&format!("konnektor = \"{SANDBOX_KONNEKTOR_ID}\"\n"));
         } else if line.starts_with("encryption_pkcs12 = ")
+            || line.starts_with("aut_pkcs12 = ")
             || line.starts_with("pkcs12_password_file = ")
         {
             continue;
@@ -355,10 +356,11 @@ pub fn sandbox_config(data_dir: &Path, ports: Ports, fd: &Fachdienst, pki: &Test
         s.push_str(&format!(
             "\n[[account]]\naddress = \"{addr}\"\nsmtp_server = \"{fd_smtp}\"\npop3_server = \"{fd_pop3}\"\n\
              mandant_id = \"{SANDBOX_MANDANT}\"\nclient_system_id = \"{SANDBOX_CLIENT_SYSTEM}\"\nworkplace_id = \"{SANDBOX_WORKPLACE}\"\n\
-             signing_pkcs12 = \"{sig}\"\nencryption_pkcs12 = \"{enc}\"\npkcs12_password_file = \"{pw}\"\n",
+             signing_pkcs12 = \"{sig}\"\nencryption_pkcs12 = \"{enc}\"\naut_pkcs12 = \"{aut}\"\npkcs12_password_file = \"{pw}\"\n",
             addr = a.address,
             sig = a.signing_pkcs12.display(),
             enc = a.encryption_pkcs12.display(),
+            aut = a.aut_pkcs12.display(),
             pw = pki.password_file.display(),
         ));
     }

@@ -8,7 +8,8 @@
 //! Like the TI's certificates, each carries a Telematik-ID in an Admission
 //! extension (KOM-LE-A_2178 / KOM-LE-A_2192-01 compare them per recipient, see
 //! [`crate::crypto::admission`]); the CA key is kept as `ca.key` so that tests can
-//! issue further certificates for an address ([`extra_encryption_cert`]).
+//! issue further certificates for an address ([`extra_encryption_cert`]), and give
+//! a practice an ECC encryption key beside its RSA one ([`ecc_encryption`]).
 
 use std::path::{Path, PathBuf};
 
@@ -37,6 +38,10 @@ pub const TEST_VALIDITY_DAYS: u32 = 3650;
 pub const CA_CERT_FILE: &str = "ca.pem";
 /// The CA's private key (PEM, PKCS#8, owner-only) in the PKI's folder.
 pub const CA_KEY_FILE: &str = "ca.key";
+/// The file with the PKCS#12 password (one line) in the PKI's folder.
+pub const PASSWORD_FILE: &str = "pkcs12.pass";
+/// The ECC encryption key and certificate (PKCS#12) in an account's folder.
+pub const ECC_ENCRYPTION_FILE: &str = "encryption-ecc.p12";
 /// The Admission extension, id-isismtt-at-admission.
 const ADMISSION_OID: &str = "1.3.36.8.3.3";
 /// The professionItem of the test certificates, as in an SMC-B of a practice.
@@ -146,11 +151,25 @@ fn issue(
     ca_key: &PKey<Private>,
     address: &str,
     role: &str,
-    mut usage: KeyUsage,
+    usage: KeyUsage,
     telematik_id: &str,
 ) -> PkiResult<(PKey<Private>, X509)> {
     let key = rsa_key()?;
-    let mut b = builder(&format!("{address} ({role})"), Some(ca), &key)?;
+    let cert = certify(ca, ca_key, &key, address, role, usage, telematik_id)?;
+    Ok((key, cert))
+}
+
+/// The end-entity certificate of [`issue`] for an existing `key`.
+fn certify(
+    ca: &X509,
+    ca_key: &PKey<Private>,
+    key: &PKey<Private>,
+    address: &str,
+    role: &str,
+    mut usage: KeyUsage,
+    telematik_id: &str,
+) -> PkiResult<X509> {
+    let mut b = builder(&format!("{address} ({role})"), Some(ca), key)?;
     b.append_extension(usage.critical().build()?)?;
     if role == AUT_ROLE {
         b.append_extension(ExtendedKeyUsage::new().client_auth().build()?)?;
@@ -161,7 +180,7 @@ fn issue(
     let value = Asn1OctetString::new_from_bytes(&value)?;
     b.append_extension(X509Extension::new_from_der(&oid, false, &value)?)?;
     b.sign(ca_key, MessageDigest::sha256())?;
-    Ok((key, b.build()))
+    Ok(b.build())
 }
 
 /// Makes the CA, and for each address a signing and an encryption certificate with
@@ -185,7 +204,7 @@ pub fn make(dir: &Path, addresses: &[&str]) -> PkiResult<TestPki> {
     write_private(&dir.join(CA_KEY_FILE), &ca_key.private_key_to_pem_pkcs8()?)?;
 
     let password = hex::encode(rand::random::<[u8; 8]>());
-    let password_file = dir.join("pkcs12.pass");
+    let password_file = dir.join(PASSWORD_FILE);
     write_private(&password_file, format!("{password}\n").as_bytes())?;
     let directory = dir.join("directory");
     std::fs::create_dir_all(&directory)?;
@@ -266,6 +285,52 @@ pub fn extra_encryption_cert(pki_dir: &Path, address: &str, telematik_id: &str) 
         telematik_id,
     )?;
     Ok(cert)
+}
+
+/// Gives `address` of the PKI [`make`] wrote in `pki_dir` an ECC encryption key
+/// and certificate (brainpoolP256r1, like the C.HCI.ENC ECC of a newer SMC-B):
+/// same subject, Admission and Telematik-ID as its RSA one, from the same CA,
+/// kept as [`ECC_ENCRYPTION_FILE`] in the account's folder with the PKI's
+/// password. With `into_directory` the certificate is appended to the directory
+/// folder's `<address>.pem`, beside the RSA one. Returns the PKCS#12 path.
+pub fn ecc_encryption(pki_dir: &Path, address: &str, into_directory: bool) -> PkiResult<PathBuf> {
+    let ca = X509::from_pem(&std::fs::read(pki_dir.join(CA_CERT_FILE))?)?;
+    let ca_key = PKey::private_key_from_pem(&std::fs::read(pki_dir.join(CA_KEY_FILE))?)?;
+    let password = std::fs::read_to_string(pki_dir.join(PASSWORD_FILE))?;
+    let group = openssl::ec::EcGroup::from_curve_name(crate::crypto::crypt::ECC_CURVE)?;
+    let key = PKey::from_ec_key(openssl::ec::EcKey::generate(&group)?)?;
+    // an ECC key agrees on keys rather than enciphering them (gemSpec_PKI: keyAgreement)
+    let mut usage = KeyUsage::new();
+    usage.key_agreement();
+    let cert = certify(
+        &ca,
+        &ca_key,
+        &key,
+        address,
+        "ENC",
+        usage,
+        &telematik_id_of(address),
+    )?;
+    let p12 = Pkcs12::builder()
+        .name("C.HCI.ENC ECC")
+        .pkey(&key)
+        .cert(&cert)
+        .build2(password.trim())?
+        .to_der()?;
+    let folder = pki_dir.join(address);
+    std::fs::create_dir_all(&folder)?;
+    let path = folder.join(ECC_ENCRYPTION_FILE);
+    write_private(&path, &p12)?;
+    if into_directory {
+        use std::io::Write;
+        let pem = pki_dir.join("directory").join(format!("{address}.pem"));
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(pem)?;
+        f.write_all(&cert.to_pem()?)?;
+    }
+    Ok(path)
 }
 
 #[cfg(test)]
@@ -356,5 +421,39 @@ mod tests {
             std::fs::read_dir(&pki.directory).unwrap().count(),
             ADDRESSES.len()
         );
+    }
+
+    #[test]
+    fn an_ecc_encryption_certificate_beside_the_rsa_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = make(dir.path(), &ADDRESSES).unwrap();
+        let address = ADDRESSES[0];
+        let p12 = ecc_encryption(dir.path(), address, true).unwrap();
+        let password = std::fs::read_to_string(&pki.password_file).unwrap();
+        let kp = crate::crypto::software::read_pkcs12(&p12, password.trim()).unwrap();
+        assert_eq!(
+            crate::crypto::crypt::Crypt::of(&kp.cert),
+            Some(crate::crypto::crypt::Crypt::Ecc)
+        );
+        assert!(kp.cert.public_key().unwrap().public_eq(&kp.key));
+        let ca = X509::from_pem(&std::fs::read(&pki.ca_cert).unwrap()).unwrap();
+        assert!(verifies(&kp.cert, &ca));
+        let pem = std::fs::read(pki.directory.join(format!("{address}.pem"))).unwrap();
+        let listed = X509::stack_from_pem(&pem).unwrap();
+        assert_eq!(listed.len(), 2, "RSA first, then ECC");
+        assert_eq!(listed[1].to_der().unwrap(), kp.cert.to_der().unwrap());
+        // same subject and Telematik-ID as the RSA one
+        assert_eq!(
+            listed[0].subject_name().to_der().unwrap(),
+            kp.cert.subject_name().to_der().unwrap()
+        );
+        assert_eq!(
+            admission::telematik_id(&kp.cert).as_deref(),
+            Some(pki.accounts[0].telematik_id.as_str())
+        );
+        // without into_directory the folder stays as it is
+        ecc_encryption(dir.path(), ADDRESSES[1], false).unwrap();
+        let pem = std::fs::read(pki.directory.join(format!("{}.pem", ADDRESSES[1]))).unwrap();
+        assert_eq!(X509::stack_from_pem(&pem).unwrap().len(), 1);
     }
 }

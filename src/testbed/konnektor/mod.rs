@@ -9,12 +9,19 @@
 //!   DecryptDocument, GetPinStatus, ExternalAuthenticate ([`ops`]). Anything else, and every refused
 //!   call, is a SOAP Fault with HTTP 500 and a `GERROR:Error` carrying the code.
 //!
+//! A card may hold an ECC encryption key beside its RSA one
+//! ([`SimCard::ecc_encryption_pkcs12`]); EncryptDocument wraps content keys for
+//! ECC certificates with the simulator's ECIES ([`ecies`]), and the service
+//! directory announces versions with or without ECC support
+//! ([`SimConfig::ecc`], A_17464).
+//!
 //! Tests that run kim-cm as a separate process steer the simulator through
 //! `faults.json` in its folder, read on every request ([`Faults`]). Every request
 //! envelope and every answer is kept in `requests/`, so a test can validate them
 //! against the published schemas; the log has one line per call and never key
 //! material or document content.
 
+pub mod ecies;
 pub mod ops;
 pub mod requests;
 pub mod soap;
@@ -58,6 +65,9 @@ pub const CARD_TERMINAL_ID: &str = "CT-SIM-1";
 pub const REQUESTS_DIR: &str = "requests";
 /// The runtime faults file, in the simulator's folder.
 pub const FAULTS_FILE: &str = "faults.json";
+/// The EncryptionService version of a Konnektor without ECC support (A_17464
+/// asks for at least 6.1.1).
+pub const ENCRYPTION_VERSION_WITHOUT_ECC: &str = "6.1.0";
 
 type SimResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -86,6 +96,9 @@ pub struct SimCard {
     /// The authentication key (C.AUT) for ExternalAuthenticate; a card without
     /// one refuses it.
     pub aut_pkcs12: Option<PathBuf>,
+    /// The card's ECC encryption key and certificate (C.ENC_ECC, brainpoolP256r1),
+    /// when it has one ([`crate::testbed::pki::ecc_encryption`]).
+    pub ecc_encryption_pkcs12: Option<PathBuf>,
     pub pkcs12_password: String,
 }
 
@@ -107,6 +120,10 @@ pub struct SimConfig {
     /// List AuthSignatureService (ExternalAuthenticate) in the service directory;
     /// off, the simulator is a Konnektor without it (the service is optional).
     pub offer_auth_signature: bool,
+    /// Whether the service directory announces a Konnektor with ECC support
+    /// (A_17464: SignatureService >= 7.4.1 and EncryptionService >= 6.1.1); without
+    /// it EncryptionService is 6.1.0 and EncryptDocument refuses ECC certificates.
+    pub ecc: bool,
 }
 
 impl SimConfig {
@@ -126,6 +143,7 @@ impl SimConfig {
                 signing_pkcs12: a.signing_pkcs12.clone(),
                 encryption_pkcs12: a.encryption_pkcs12.clone(),
                 aut_pkcs12: Some(a.aut_pkcs12.clone()),
+                ecc_encryption_pkcs12: None,
                 pkcs12_password: password.to_string(),
             })
             .collect();
@@ -137,6 +155,7 @@ impl SimConfig {
             client_ca: None,
             log_requests: true,
             offer_auth_signature: true,
+            ecc: true,
         }
     }
 }
@@ -154,6 +173,10 @@ pub struct Faults {
     pub pin_not_verified: Vec<String>,
     /// Close every connection without an answer.
     pub down: bool,
+    /// Cards whose RSA encryption key is not offered: ReadCardCertificate C.ENC
+    /// with Crypt RSA answers without a certificate, DecryptDocument with Crypt RSA
+    /// is refused. For a card that decrypts with its ECC key only.
+    pub rsa_encryption_unavailable: Vec<String>,
 }
 
 impl Faults {
@@ -177,6 +200,7 @@ pub struct LoadedCard {
     pub signing: KeyPair,
     pub encryption: KeyPair,
     pub aut: Option<KeyPair>,
+    pub ecc_encryption: Option<KeyPair>,
 }
 
 /// The simulator's state.
@@ -205,6 +229,10 @@ impl KonnektorSim {
                     Some(p) => Some(read_pkcs12(p, &c.pkcs12_password)?),
                     None => None,
                 },
+                ecc_encryption: match &c.ecc_encryption_pkcs12 {
+                    Some(p) => Some(read_pkcs12(p, &c.pkcs12_password)?),
+                    None => None,
+                },
                 card: c.clone(),
             });
         }
@@ -227,6 +255,10 @@ impl KonnektorSim {
             if *name == soap::AUTH_SIGNATURE_SERVICE && !self.config.offer_auth_signature {
                 continue;
             }
+            let version = match *name {
+                "EncryptionService" if !self.config.ecc => ENCRYPTION_VERSION_WITHOUT_ECC,
+                _ => version,
+            };
             services.push_str(&format!(
                 "<SI:Service Name=\"{name}\"><SI:Abstract>{name}</SI:Abstract><SI:Versions>\
                  <SI:Version TargetNamespace=\"{ns}\" Version=\"{version}\"><SI:Abstract>{name} {version}</SI:Abstract>\
@@ -535,5 +567,7 @@ pub async fn start(dir: &Path, config: SimConfig) -> SimResult<RunningSim> {
     })
 }
 
+#[cfg(test)]
+mod ecc_tests;
 #[cfg(test)]
 mod tests;

@@ -3,13 +3,15 @@
 //! context and the card, does the cryptography with the crate's own CMS code and
 //! writes the response body. No I/O here.
 
-use openssl::x509::{X509NameRef, X509};
+use openssl::x509::{X509NameRef, X509Ref, X509};
 use roxmltree::Node;
 use time::OffsetDateTime;
 
 use super::soap::{self, *};
-use super::{Faults, KonnektorSim, LoadedCard};
-use crate::cms::{self, SignatureStatus};
+use super::{ecies, Faults, KonnektorSim, LoadedCard};
+use crate::cms::{self, KeyTransport, SealError, SignatureStatus};
+use crate::crypto::crypt::Crypt;
+use crate::crypto::software::KeyPair;
 
 /// gemSpec_Kon: the call context names an unknown MandantId.
 pub const UNKNOWN_MANDANT: u32 = 4004;
@@ -256,12 +258,15 @@ fn read_card_certificate(
     if crypt != "RSA" && crypt != "ECC" {
         return Err(syntax("Crypt must be RSA or ECC"));
     }
+    let rsa_encryption = !faults.rsa_encryption_unavailable.contains(&handle);
     let mut infos = String::new();
     for r in refs {
         let r = text(r);
-        // the simulated cards hold RSA keys only: ECC asks get no X509Data
+        // the simulated cards sign with RSA only and may hold an ECC encryption
+        // key; what a card does not hold is answered without X509Data
         let cert = match (crypt.as_str(), r.as_str()) {
-            ("RSA", "C.ENC") => Some(&c.encryption.cert),
+            ("RSA", "C.ENC") => rsa_encryption.then_some(&c.encryption.cert),
+            ("ECC", "C.ENC") => c.ecc_encryption.as_ref().map(|k| &k.cert),
             ("RSA", "C.SIG") => Some(&c.signing.cert),
             ("RSA", "C.AUT") => c.aut.as_ref().map(|k| &k.cert),
             (_, "C.ENC" | "C.SIG" | "C.AUT" | "C.QES") => None,
@@ -425,7 +430,20 @@ fn encrypt_document(
         .unwrap_or_default();
     let attr = recipient_emails_attribute(&props)?;
     let refs: Vec<_> = certs.iter().map(|c| c.as_ref()).collect();
-    let enveloped = cms::encrypt(&[&content], &refs, &attr)
+    let ecc = sim.config.ecc;
+    // RSA-OAEP for RSA certificates, the card's ECIES for ECC ones (A_17464: only
+    // a Konnektor with ECC support takes them)
+    let wrap = |cek: &[u8], cert: &X509Ref| -> Result<KeyTransport, SealError> {
+        match Crypt::of(cert) {
+            Some(Crypt::Ecc) if ecc => ecies::wrap(cek, cert),
+            Some(Crypt::Ecc) => Err(SealError::UnusableCertificate(format!(
+                "{:?}: an ECC certificate, and this Konnektor does not support ECC",
+                cert.subject_name()
+            ))),
+            _ => cms::encrypt::rsa_oaep(cek, cert),
+        }
+    };
+    let enveloped = cms::encrypt_with(&[&content], &refs, &attr, &wrap)
         .map_err(|e| syntax(format!("encryption failed: {e}")))?;
     Ok(Answer {
         body: format!(
@@ -451,21 +469,44 @@ fn decrypt_document(
             return Err(syntax(format!("KeyReference {r} is not C.ENC")));
         }
     }
-    if let Some(crypt) = child_text(key, NS_CRYPT, "Crypt") {
-        if crypt != "RSA" && crypt != "RSA_ECC" {
-            return Err(syntax("the simulated cards decrypt with RSA only"));
-        }
+    // absent: RSA, as before ECC; RSA_ECC: whichever key the document is for
+    let crypt = child_text(key, NS_CRYPT, "Crypt").unwrap_or_else(|| "RSA".into());
+    let wanted: &[Crypt] = match crypt.as_str() {
+        "RSA" => &[Crypt::Rsa],
+        "ECC" => &[Crypt::Ecc],
+        "RSA_ECC" => &[Crypt::Rsa, Crypt::Ecc],
+        _ => return Err(syntax("Crypt must be RSA, ECC or RSA_ECC")),
+    };
+    if wanted.contains(&Crypt::Ecc) && !sim.config.ecc {
+        return Err(syntax("this Konnektor does not support ECC"));
     }
     let c = card(sim, faults, &mandant, &handle, true)?;
     let der = required_b64(required(req, NS_CONN, "Document")?, NS_DSS, "Base64Data")?;
-    if !cms::addressed_to(&der, &c.encryption.cert) {
+    let rsa_offered = !faults.rsa_encryption_unavailable.contains(&handle);
+    let key_of = |crypt: &Crypt| -> Option<(&KeyPair, Crypt)> {
+        match crypt {
+            Crypt::Rsa => rsa_offered.then_some((&c.encryption, Crypt::Rsa)),
+            Crypt::Ecc => c.ecc_encryption.as_ref().map(|k| (k, Crypt::Ecc)),
+        }
+    };
+    // the named key must be the one the document has a RecipientInfo for
+    let Some((pair, kind)) = wanted
+        .iter()
+        .filter_map(key_of)
+        .find(|(k, _)| cms::addressed_to(&der, &k.cert))
+    else {
         return Err(refuse(
             DECRYPTION_FAILED,
-            "das Dokument ist nicht für den Schlüssel der Karte verschlüsselt",
+            format!("das Dokument ist nicht für den {crypt}-Schlüssel der Karte verschlüsselt"),
         ));
+    };
+    let plain = match kind {
+        Crypt::Rsa => cms::decrypt_in_place(der, &pair.cert, &pair.key),
+        Crypt::Ecc => cms::decrypt_in_place_with(der, &pair.cert, &|alg, ek| {
+            ecies::unwrap(alg, ek, &pair.key)
+        }),
     }
-    let plain = cms::decrypt_in_place(der, &c.encryption.cert, &c.encryption.key)
-        .map_err(|_| refuse(DECRYPTION_FAILED, "Entschlüsselung fehlgeschlagen"))?;
+    .map_err(|_| refuse(DECRYPTION_FAILED, "Entschlüsselung fehlgeschlagen"))?;
     Ok(Answer {
         body: format!(
             "<CRYPT:DecryptDocumentResponse>{}<CONN:Document><dss:Base64Data>{}</dss:Base64Data></CONN:Document></CRYPT:DecryptDocumentResponse>",
