@@ -1,5 +1,6 @@
 //! kim-cm: a KIM Clientmodul. See docs/architecture.md for the map.
 
+pub mod admin;
 pub mod bench;
 pub mod cms;
 pub mod config;
