@@ -1,5 +1,17 @@
-//! The administration module (gemSpec_CM_KOMLE 2.1, 3.7): what the practice's admin
-//! uses to look after kim-cm and the KIM accounts. `web` is the local admin page
-//! that `kim-cm serve` offers on a loopback port.
+//! The administration module (gemSpec_CM_KOMLE 2.1 and 3.7): what a practice's
+//! admin does with the KIM account through the Clientmodul rather than through
+//! the mail flow: register it, change its password and settings, deregister or
+//! revoke that, move the address to a new card (OTP and setTID), fetch the TLS
+//! client certificate, read and set the out-of-office note; and `web`, the local
+//! admin page that `kim-cm serve` offers on a loopback port.
+//!
+//! The remote party is the provider's Account Manager (AccountManager.yaml 2.4.0
+//! and ServiceInformation.yaml 1.0.3); where KIM_API.adoc says otherwise the yaml
+//! wins (docs/kim-interfaces.md). The CLI and the admin web page build on
+//! [`account_manager::AccountManagerClient`], so both show the same sentences
+//! ([`errors`]).
 
+pub mod account_manager;
+pub mod errors;
+pub mod schemas;
 pub mod web;

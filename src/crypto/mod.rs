@@ -4,8 +4,8 @@
 //! sign and decrypt for an account and never see where the key lives.
 
 pub mod admission;
-pub mod jwt;
 pub mod crypt;
+pub mod jwt;
 pub mod kas_blob;
 pub mod konnektor;
 pub mod opener;

@@ -140,3 +140,54 @@ pub async fn request_basic(
         .await
         .map_err(|_| HttpError::Timeout { url: u.clone() })?
 }
+
+/// `method url` with `headers` and an optional `body` (the caller sets its
+/// content type among the headers); the status and the body (at most
+/// [`MAX_JSON_BODY`]). Header values marked sensitive stay out of debug output.
+pub async fn request(
+    method: Method,
+    url: &HttpsUrl,
+    headers: Vec<(&'static str, HeaderValue)>,
+    body: Option<Bytes>,
+    s: &HttpSettings,
+) -> Result<(StatusCode, Bytes), HttpError> {
+    let u = url.to_string();
+    let protocol = |why: String| HttpError::Protocol {
+        url: u.clone(),
+        why,
+    };
+    let work = async {
+        let (mut sender, driver) = connect::<http_body_util::Full<Bytes>>(url, s)
+            .await
+            .map_err(|why| HttpError::Connect {
+                url: u.clone(),
+                why,
+            })?;
+        let mut req = Request::builder()
+            .method(method)
+            .uri(&url.path)
+            .header(HOST, url.authority())
+            .header("accept", "application/json");
+        for (name, value) in headers {
+            req = req.header(name, value);
+        }
+        let req = req
+            .body(http_body_util::Full::new(body.unwrap_or_default()))
+            .map_err(|e| protocol(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| protocol(e.to_string()))?;
+        let status = resp.status();
+        let body = Limited::new(resp.into_body(), MAX_JSON_BODY)
+            .collect()
+            .await
+            .map_err(|e| protocol(format!("reading the answer: {e}")))?
+            .to_bytes();
+        driver.abort();
+        Ok((status, body))
+    };
+    tokio::time::timeout(s.connect_timeout + s.timeout, work)
+        .await
+        .map_err(|_| HttpError::Timeout { url: u.clone() })?
+}

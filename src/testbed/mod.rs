@@ -1,6 +1,7 @@
 //! Simulators of the remote parties, so the whole system runs on one machine.
 //! Each follows the published interface of the party it stands in for.
 
+pub mod account_manager;
 pub mod ca;
 pub mod fachdienst;
 pub mod kas;

@@ -212,12 +212,13 @@ pub fn verify(token: &str) -> Result<Verified, VerifyError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use openssl::rsa::Rsa;
     use openssl::x509::X509NameBuilder;
 
-    fn key_and_cert() -> (PKey<Private>, X509) {
+    /// A self-signed RSA key and certificate to sign test tokens with.
+    pub(crate) fn key_and_cert() -> (PKey<Private>, X509) {
         let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
         let mut name = X509NameBuilder::new().unwrap();
         name.append_entry_by_text("CN", "AUT test").unwrap();
