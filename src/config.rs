@@ -273,6 +273,11 @@ pub struct Upstream {
     /// for client mails over 15 MiB (A_19357-02).
     #[serde(default, deserialize_with = "de_https_url")]
     pub kas_url: Option<crate::http::url::HttpsUrl>,
+    /// The Account Manager's root URL (`https://host:port`; the client adds
+    /// `/AccountMgmt/v2.4` and `/ServiceInformation/v1.0`), for `kim-cm account`
+    /// and the admin page (gemSpec_CM_KOMLE 3.7).
+    #[serde(default, deserialize_with = "de_https_url")]
+    pub account_manager_url: Option<crate::http::url::HttpsUrl>,
 }
 
 fn de_https_url<'de, D: serde::Deserializer<'de>>(
