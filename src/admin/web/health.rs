@@ -1,7 +1,7 @@
 //! Is every upstream there? One probe per party kim-cm depends on: the Fachdienst's
-//! SMTP and POP3 servers (TLS and greeting), the AccountLimit service and the KAS
-//! (an HTTP answer over verified TLS, whatever its status), each Konnektor (its
-//! service directory). Probes run side by side, each within PROBE_TIMEOUT, and the
+//! SMTP and POP3 servers (TLS and greeting), the AccountLimit service, the KAS and
+//! the Account Manager (an HTTP answer over verified TLS, whatever its status),
+//! each Konnektor (its service directory). Probes run side by side, each within PROBE_TIMEOUT, and the
 //! answers are kept for HEALTH_CACHE so a reloading page does not hammer the TI.
 //!
 //! A probe never logs in: no password is sent anywhere for it.
@@ -90,6 +90,11 @@ impl Probes {
         if let Some(u) = &cfg.upstream.kas_url {
             https.push(("KIM Attachment Service", u.clone()));
         }
+        if let Some(u) = &cfg.upstream.account_manager_url {
+            // getServiceInformation needs no token
+            let info = crate::admin::account_manager::SERVICE_INFO_PATH;
+            https.push(("Account Manager", u.join(&format!("{info}/serviceinfo"))));
+        }
         Probes {
             smtp_servers: find(&smtp_servers, |a| &a.smtp_server),
             pop3_servers: find(&pop3_servers, |a| &a.pop3_server),
@@ -175,7 +180,8 @@ impl Probes {
 /// Any HTTP answer to `GET url` over verified TLS means the service is there.
 async fn http_answer(url: &HttpsUrl, http: &HttpSettings) -> Result<String, String> {
     let (mut sender, driver) = crate::http::client::connect::<Empty<Bytes>>(url, http).await?;
-    let req = hyper::Request::get(url.path.as_str())
+    let path = if url.path.is_empty() { "/" } else { url.path.as_str() };
+    let req = hyper::Request::get(path)
         .header(hyper::header::HOST, url.authority())
         .body(Empty::new())
         .map_err(|e| e.to_string())?;
