@@ -8,3 +8,4 @@ pub mod ldap;
 pub mod mail;
 pub mod peers;
 pub mod raw;
+pub mod webdriver;
