@@ -18,13 +18,15 @@
 //! each runs on the runtime through [`tokio::runtime::Handle::block_on`].
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use openssl::x509::store::X509Store;
 use openssl::x509::X509;
 
 mod aut;
+mod card_cache;
 
+use self::card_cache::{CardCache, TTL_EMAIL_ICCSN};
 use super::crypt::Crypt;
 use super::sealer::attribute;
 use crate::cms;
@@ -55,13 +57,13 @@ struct DecryptingKey {
 pub struct KonnektorCrypto {
     pub konnektor: Arc<Konnektor>,
     /// Sender address (lower case) and context: the SMC-B's handle.
-    signing_cards: Mutex<HashMap<String, String>>,
+    signing_cards: CardCache<String>,
     /// Recipient address (lower case) and context: the decrypting cards with their
     /// encryption certificates.
-    decrypting_cards: Mutex<HashMap<String, Vec<DecryptingKey>>>,
+    decrypting_cards: CardCache<Vec<DecryptingKey>>,
     /// Address (lower case) and context: the signing card's handle and its AUT
     /// certificate (C.AUT, A_19457-02).
-    aut_certs: Mutex<HashMap<String, (String, X509)>>,
+    aut_certs: CardCache<(String, X509)>,
 }
 
 fn key(address: &str, ctx: &CallContext) -> String {
@@ -75,17 +77,13 @@ fn key(address: &str, ctx: &CallContext) -> String {
     )
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl KonnektorCrypto {
     pub fn new(konnektor: Arc<Konnektor>) -> KonnektorCrypto {
         KonnektorCrypto {
             konnektor,
-            signing_cards: Mutex::new(HashMap::new()),
-            decrypting_cards: Mutex::new(HashMap::new()),
-            aut_certs: Mutex::new(HashMap::new()),
+            signing_cards: CardCache::new(TTL_EMAIL_ICCSN),
+            decrypting_cards: CardCache::new(TTL_EMAIL_ICCSN),
+            aut_certs: CardCache::new(TTL_EMAIL_ICCSN),
         }
     }
 
@@ -158,14 +156,14 @@ impl KonnektorCrypto {
             .map(|(c, _)| c)
             .collect();
         let k = key(sender, ctx);
-        let cached = lock(&self.signing_cards).get(&k).cloned();
+        let cached = self.signing_cards.get(&k);
         if let Some(handle) = cached {
             match self.konnektor.sign(ctx, &handle, content, &attr).await {
                 Ok(der) => return Ok(der),
                 Err(KonnektorError::Fault { .. }) => {
                     // the card may have been pulled and put back: a new handle
                     tracing::info!(%sender, "the cached signing card was refused; asking the Konnektor for the cards again");
-                    lock(&self.signing_cards).remove(&k);
+                    self.signing_cards.remove(&k);
                 }
                 Err(e) => return Err(e.to_string()),
             }
@@ -176,7 +174,7 @@ impl KonnektorCrypto {
             .sign(ctx, &handle, content, &attr)
             .await
             .map_err(|e| e.to_string())?;
-        lock(&self.signing_cards).insert(k, handle);
+        self.signing_cards.insert(k, handle);
         Ok(der)
     }
 
@@ -190,7 +188,7 @@ impl KonnektorCrypto {
     ) -> Result<Vec<DecryptingKey>, KonnektorError> {
         let k = key(address, ctx);
         if !fresh {
-            if let Some(c) = lock(&self.decrypting_cards).get(&k) {
+            if let Some(c) = self.decrypting_cards.get(&k) {
                 return Ok(c.clone());
             }
         }
@@ -219,7 +217,7 @@ impl KonnektorCrypto {
                 }
             }
         }
-        lock(&self.decrypting_cards).insert(k, found.clone());
+        self.decrypting_cards.insert(k, found.clone());
         Ok(found)
     }
 

@@ -180,7 +180,11 @@ impl Probes {
 /// Any HTTP answer to `GET url` over verified TLS means the service is there.
 async fn http_answer(url: &HttpsUrl, http: &HttpSettings) -> Result<String, String> {
     let (mut sender, driver) = crate::http::client::connect::<Empty<Bytes>>(url, http).await?;
-    let path = if url.path.is_empty() { "/" } else { url.path.as_str() };
+    let path = if url.path.is_empty() {
+        "/"
+    } else {
+        url.path.as_str()
+    };
     let req = hyper::Request::get(path)
         .header(hyper::header::HOST, url.authority())
         .body(Empty::new())

@@ -198,7 +198,7 @@ async fn answer(req: Request<Incoming>, state: &AdminState) -> Reply {
     let token = session_token(&req);
     let csrf = token.as_deref().and_then(|t| state.sessions.check(t));
     match (req.method().clone(), req.uri().path()) {
-        (Method::GET, "/login") => html(StatusCode::OK, page::login(None)),
+        (Method::GET, "/login") => html(StatusCode::OK, page::login(None, "")),
         (Method::POST, "/login") => login(req, state).await,
         (Method::GET, "/") => match csrf {
             Some(csrf) => dashboard(state, &csrf, false).await,
@@ -240,10 +240,13 @@ async fn login(req: Request<Incoming>, state: &AdminState) -> Reply {
         tracing::warn!("admin page: too many failed logins, logins paused");
         return html(
             StatusCode::TOO_MANY_REQUESTS,
-            page::login(Some(&format!(
-                "Too many failed logins. Wait {} seconds and try again.",
-                session::LOGIN_WINDOW.as_secs()
-            ))),
+            page::login(
+                Some(&format!(
+                    "Too many failed logins. Wait {} seconds and try again.",
+                    session::LOGIN_WINDOW.as_secs()
+                )),
+                "",
+            ),
         );
     }
     let fields = match form(req).await {
@@ -264,7 +267,7 @@ async fn login(req: Request<Incoming>, state: &AdminState) -> Reply {
         tokio::time::sleep(FAILED_LOGIN_PAUSE).await;
         return html(
             StatusCode::UNAUTHORIZED,
-            page::login(Some("Wrong user name or password.")),
+            page::login(Some("Wrong user name or password."), user),
         );
     }
     tracing::info!(user = %state.user, "admin page: logged in");

@@ -39,8 +39,8 @@ fn layout(title: &str, body: &str) -> String {
     )
 }
 
-/// The login form, with a message after a failed try.
-pub fn login(message: Option<&str>) -> String {
+/// The login form, with a message and the name given after a failed try.
+pub fn login(message: Option<&str>, user: &str) -> String {
     let msg = message
         .map(|m| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(m)))
         .unwrap_or_default();
@@ -49,9 +49,10 @@ pub fn login(message: Option<&str>) -> String {
         &format!(
             "<h1>kim-cm administration</h1>{msg}\
              <form method=\"post\" action=\"/login\">\
-             <p><label>User <input name=\"user\" id=\"user\" autocomplete=\"username\" required></label></p>\
+             <p><label>User <input name=\"user\" id=\"user\" autocomplete=\"username\" value=\"{user}\" required></label></p>\
              <p><label>Password <input name=\"password\" id=\"password\" type=\"password\" autocomplete=\"current-password\" required></label></p>\
-             <p><button type=\"submit\" id=\"login\">Log in</button></p></form>"
+             <p><button type=\"submit\" id=\"login\">Log in</button></p></form>",
+            user = esc(user)
         ),
     )
 }
@@ -178,9 +179,9 @@ pub fn dashboard(d: &Dashboard<'_>) -> String {
     }
     body.push_str("</table>\n");
     body.push_str(&format!(
-        "<h2>Upstreams</h2>\n<p class=\"note\">checked {} \
+        "<h2>Upstreams</h2>\n<div class=\"note\">checked {} \
          <form class=\"inline\" method=\"post\" action=\"/health\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-         <button type=\"submit\" id=\"check\">Check now</button></form></p>\n\
+         <button type=\"submit\" id=\"check\">Check now</button></form></div>\n\
          <table id=\"health\"><tr><th>Service</th><th>Where</th><th>State</th><th>Detail</th></tr>\n",
         when(d.health_at),
         esc(d.csrf)
@@ -215,7 +216,11 @@ mod tests {
             esc("<script>alert('x')</script>&\""),
             "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"
         );
-        let page = login(Some("<b>no</b>"));
+        let page = login(Some("<b>no</b>"), "\"><script>");
+        assert!(
+            page.contains("value=\"&quot;&gt;&lt;script&gt;\""),
+            "{page}"
+        );
         assert!(page.contains("&lt;b&gt;no&lt;/b&gt;") && !page.contains("<b>no"));
         assert!(
             !page.contains("http://") && !page.contains("https://"),

@@ -7,7 +7,7 @@
 
 use openssl::x509::X509;
 
-use super::{key, lock, KonnektorCrypto, RSA};
+use super::{key, KonnektorCrypto, RSA};
 use crate::crypto::jwt::token;
 use crate::kim::login::CallContext;
 use crate::konnektor::KonnektorError;
@@ -49,10 +49,10 @@ impl KonnektorCrypto {
         own: &[&X509],
     ) -> Result<(String, X509), Failure> {
         let k = key(address, ctx);
-        if let Some(found) = lock(&self.aut_certs).get(&k).cloned() {
+        if let Some(found) = self.aut_certs.get(&k) {
             return Ok(found);
         }
-        let cached = lock(&self.signing_cards).get(&k).cloned();
+        let cached = self.signing_cards.get(&k);
         let handle = match cached {
             Some(h) => h,
             None => {
@@ -60,7 +60,7 @@ impl KonnektorCrypto {
                     .signing_card(ctx, address, own)
                     .await
                     .map_err(Failure::Final)?;
-                lock(&self.signing_cards).insert(k.clone(), h.clone());
+                self.signing_cards.insert(k.clone(), h.clone());
                 h
             }
         };
@@ -75,7 +75,7 @@ impl KonnektorCrypto {
                     "the SMC-B {handle} holds no RSA authentication certificate (C.AUT)"
                 ))
             })?;
-        lock(&self.aut_certs).insert(k, (handle.clone(), cert.clone()));
+        self.aut_certs.insert(k, (handle.clone(), cert.clone()));
         Ok((handle, cert))
     }
 
@@ -108,15 +108,14 @@ impl KonnektorCrypto {
         nbf: i64,
     ) -> Result<String, String> {
         let k = key(address, ctx);
-        let was_cached =
-            lock(&self.aut_certs).contains_key(&k) || lock(&self.signing_cards).contains_key(&k);
+        let was_cached = self.aut_certs.contains(&k) || self.signing_cards.contains(&k);
         match self.try_jwt(ctx, address, own, nbf).await {
             Ok(t) => return Ok(t),
             Err(Failure::Konnektor(KonnektorError::Fault { code, text, .. })) if was_cached => {
                 // the card may have been pulled and put back: a new handle
                 tracing::info!(%address, ?code, "the cached card was refused for the JWT ({text}); asking the Konnektor for the cards again");
-                lock(&self.aut_certs).remove(&k);
-                lock(&self.signing_cards).remove(&k);
+                self.aut_certs.remove(&k);
+                self.signing_cards.remove(&k);
             }
             Err(Failure::Konnektor(e)) => return Err(explain(e)),
             Err(Failure::Final(why)) => return Err(why),
