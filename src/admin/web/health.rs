@@ -62,27 +62,6 @@ impl Probes {
         http: HttpSettings,
         konnektors: Vec<(String, Arc<Konnektor>)>,
     ) -> Probes {
-        let smtp_servers: BTreeSet<String> = cfg
-            .account
-            .iter()
-            .map(|a| a.smtp_server.to_string())
-            .collect();
-        let pop3_servers: BTreeSet<String> = cfg
-            .account
-            .iter()
-            .map(|a| a.pop3_server.to_string())
-            .collect();
-        let find = |list: &BTreeSet<String>, pick: fn(&crate::config::Account) -> &Server| {
-            list.iter()
-                .filter_map(|s| {
-                    cfg.account
-                        .iter()
-                        .map(pick)
-                        .find(|x| &x.to_string() == s)
-                        .cloned()
-                })
-                .collect::<Vec<_>>()
-        };
         let mut https = Vec::new();
         if let Some(u) = &cfg.upstream.account_limit_url {
             https.push(("AccountLimit service", u.clone()));
@@ -96,8 +75,8 @@ impl Probes {
             https.push(("Account Manager", u.join(&format!("{info}/serviceinfo"))));
         }
         Probes {
-            smtp_servers: find(&smtp_servers, |a| &a.smtp_server),
-            pop3_servers: find(&pop3_servers, |a| &a.pop3_server),
+            smtp_servers: distinct(cfg.account.iter().map(|a| &a.smtp_server)),
+            pop3_servers: distinct(cfg.account.iter().map(|a| &a.pop3_server)),
             smtp,
             pop3,
             http,
@@ -175,6 +154,15 @@ impl Probes {
         *last = Some((Instant::now(), wall, results.clone()));
         (wall, results)
     }
+}
+
+/// Each server once, in the order of the accounts.
+fn distinct<'a>(servers: impl Iterator<Item = &'a Server>) -> Vec<Server> {
+    let mut seen = BTreeSet::new();
+    servers
+        .filter(|s| seen.insert(s.to_string()))
+        .cloned()
+        .collect()
 }
 
 /// Any HTTP answer to `GET url` over verified TLS means the service is there.
