@@ -12,6 +12,7 @@
 //! same sentences ([`errors`]) and the same results ([`outcome`]).
 
 pub mod account_manager;
+pub mod cli;
 pub mod errors;
 pub mod ops;
 pub mod outcome;
