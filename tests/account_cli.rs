@@ -26,15 +26,27 @@ struct Run {
 
 impl Run {
     fn ok(&self) -> &Run {
-        assert_eq!(self.code, 0, "stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
     fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {}", self.stdout))
     }
     fn refused(&self, says: &str) -> &Run {
-        assert_eq!(self.code, 1, "stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
-        assert!(self.stderr.contains(says), "expected {says:?} in:\n{}", self.stderr);
+        assert_eq!(
+            self.code, 1,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        assert!(
+            self.stderr.contains(says),
+            "expected {says:?} in:\n{}",
+            self.stderr
+        );
         self
     }
 }
@@ -166,7 +178,10 @@ fn s(p: &Path) -> &str {
 fn every_operation_from_the_command_line() {
     let bed = Bed::start(Backend::Software);
     let info = bed.sb.info.clone();
-    assert!(info["account_manager_url"].as_str().unwrap().starts_with("https://"));
+    assert!(info["account_manager_url"]
+        .as_str()
+        .unwrap()
+        .starts_with("https://"));
 
     // service-info: table and JSON
     let r = bed.run(&["service-info", "--config", &bed.config], "");
@@ -190,7 +205,11 @@ fn every_operation_from_the_command_line() {
     let pw = bed.password_file("pw", PASSWORD);
     let r = bed.account(&["get"], &["--password-file", s(&pw)], "");
     assert!(r.ok().stdout.contains("state"), "{}", r.stdout);
-    assert!(r.stdout.contains("registered") && r.stdout.contains("1.5+"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("registered") && r.stdout.contains("1.5+"),
+        "{}",
+        r.stdout
+    );
     let j = bed
         .account(&["get"], &["--password-file", s(&pw), "--json"], "")
         .json();
@@ -236,9 +255,17 @@ fn every_operation_from_the_command_line() {
     )
     .ok();
     let r = bed.account(&["out-of-office", "get"], &["--password-file", s(&pw)], "");
-    assert!(r.ok().stdout.contains("Praxisurlaub bis 15.8."), "{}", r.stdout);
+    assert!(
+        r.ok().stdout.contains("Praxisurlaub bis 15.8."),
+        "{}",
+        r.stdout
+    );
     let j = bed
-        .account(&["out-of-office", "get"], &["--password-file", s(&pw), "--json"], "")
+        .account(
+            &["out-of-office", "get"],
+            &["--password-file", s(&pw), "--json"],
+            "",
+        )
         .json();
     assert_eq!(j["note"]["active"], true);
     assert_eq!(j["note"]["endDate"], "2025-08-15T00:00:00Z");
@@ -257,9 +284,14 @@ fn every_operation_from_the_command_line() {
     assert!(r.ok().stdout.contains("new card"), "{}", r.stdout);
 
     // deregister, read, revoke
-    bed.account(&["deregister"], &["--password-file", s(&pw)], "").ok();
+    bed.account(&["deregister"], &["--password-file", s(&pw)], "")
+        .ok();
     let r = bed.account(&["get"], &["--password-file", s(&pw)], "");
-    assert!(r.ok().stdout.contains("deregistered (usable until"), "{}", r.stdout);
+    assert!(
+        r.ok().stdout.contains("deregistered (usable until"),
+        "{}",
+        r.stdout
+    );
     let r = bed.account(&["revoke-deregistration"], &["--password-file", s(&pw)], "");
     assert!(r.ok().stdout.contains("revoked"), "{}", r.stdout);
     let j = bed
@@ -284,15 +316,30 @@ fn every_operation_from_the_command_line() {
 
     // configuration and usage errors: exit code 2
     let r = bed.run(
-        &["account", "get", "--config", &bed.config, "nobody@x.kim.test"],
+        &[
+            "account",
+            "get",
+            "--config",
+            &bed.config,
+            "nobody@x.kim.test",
+        ],
         "x\n",
     );
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("no [[account]] with address nobody@x.kim.test"));
-    let r = bed.run(&["account", "get", "--config", "/nonexistent.toml", "a@b.de"], "");
+    assert!(r
+        .stderr
+        .contains("no [[account]] with address nobody@x.kim.test"));
+    let r = bed.run(
+        &["account", "get", "--config", "/nonexistent.toml", "a@b.de"],
+        "",
+    );
     assert_eq!(r.code, 2, "{}", r.stderr);
     let r = bed.run(&["account", "get", "--config", &bed.config, &bed.alice], "");
-    assert_eq!(r.code, 2, "an empty password is a usage error: {}", r.stderr);
+    assert_eq!(
+        r.code, 2,
+        "an empty password is a usage error: {}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -307,7 +354,9 @@ fn every_documented_refusal_is_a_sentence() {
         &["--reference-id", &ref_a],
         &format!("{ini_a}\nweak\n"),
     )
-    .refused("does not comply with your KIM provider's rules; choose one that does: At least one number");
+    .refused(
+        "does not comply with your KIM provider's rules; choose one that does: At least one number",
+    );
     bed.account(
         &["register"],
         &["--reference-id", &ref_a, "--kim-version", "9.9"],
@@ -422,7 +471,10 @@ fn the_certificate_from_account_cert_does_mutual_tls() {
     r.ok();
 
     // a listener like the Fachdienst's, demanding a client certificate
-    let tls_dir = PathBuf::from(bed.sb.addr("ca_file")).parent().unwrap().to_path_buf();
+    let tls_dir = PathBuf::from(bed.sb.addr("ca_file"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
     let pki_ca = bed.sb.dir.path().join("sb").join("pki").join("ca.pem");
     let acceptor = kim_cm::net::tls::acceptor_requiring_client(
         &tls_dir.join("server.pem"),
@@ -438,7 +490,13 @@ fn the_certificate_from_account_cert_does_mutual_tls() {
             let (tcp, _) = listener.accept().unwrap();
             seen.push(acceptor.accept(tcp).ok().and_then(|s| {
                 let cert = s.ssl().peer_certificate()?;
-                let cn = cert.subject_name().entries().next()?.data().as_slice().to_vec();
+                let cn = cert
+                    .subject_name()
+                    .entries()
+                    .next()?
+                    .data()
+                    .as_slice()
+                    .to_vec();
                 Some(String::from_utf8_lossy(&cn).into_owned())
             }));
         }

@@ -291,7 +291,9 @@ async fn start_account_manager(
     pki: &TestPki,
 ) -> Result<RunningAccountManager, Box<dyn std::error::Error + Send + Sync>> {
     let accounts = (0..SANDBOX_ACCOUNTS.len())
-        .map(|i| am::SimAccount::provisioned(&sandbox_reference_id(i), &sandbox_initial_password(i)))
+        .map(|i| {
+            am::SimAccount::provisioned(&sandbox_reference_id(i), &sandbox_initial_password(i))
+        })
         .collect();
     let config = AmConfig {
         tls: Some(fd.tls.clone()),
@@ -305,7 +307,12 @@ async fn start_account_manager(
             ..am::State::default()
         },
     };
-    am::start(&data_dir.join("account-manager"), ports.account_manager, config).await
+    am::start(
+        &data_dir.join("account-manager"),
+        ports.account_manager,
+        config,
+    )
+    .await
 }
 
 /// The admin page's password, made once and kept in the data folder (with its hash
