@@ -119,17 +119,7 @@ impl Limits {
     }
 
     async fn fetch(&self, account: &str, password: &str) -> Result<AccountLimit, String> {
-        let url = self.url.join("/limit");
-        let (status, body) = get_basic(&url, account, password, &self.http)
-            .await
-            .map_err(|e| e.to_string())?;
-        if !status.is_success() {
-            let text = String::from_utf8_lossy(&body);
-            let text: String = text.chars().take(200).collect();
-            return Err(format!("{url} answered {status}: {text}"));
-        }
-        let limit: AccountLimit = serde_json::from_slice(&body)
-            .map_err(|e| format!("{url} answered with an unreadable AccountLimit: {e}"))?;
+        let limit = fetch(&self.url, account, password, &self.http).await?;
         if let Ok(json) = serde_json::to_string(&limit) {
             if let Err(e) = self.store.put_account_limit(account, &json, now()) {
                 tracing::error!("{e}");
@@ -138,6 +128,27 @@ impl Limits {
         tracing::info!(%account, ttl = limit.data_time_to_live, max = limit.max_mail_size, "account limits fetched");
         Ok(limit)
     }
+}
+
+/// One getLimits call, uncached (for `kim-cm limits`): the limits of `account`,
+/// logged in with its KIM `password`, from the service at `base`.
+pub async fn fetch(
+    base: &HttpsUrl,
+    account: &str,
+    password: &str,
+    http: &HttpSettings,
+) -> Result<AccountLimit, String> {
+    let url = base.join("/limit");
+    let (status, body) = get_basic(&url, account, password, http)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        let text = String::from_utf8_lossy(&body);
+        let text: String = text.chars().take(200).collect();
+        return Err(format!("{url} answered {status}: {text}"));
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| format!("{url} answered with an unreadable AccountLimit: {e}"))
 }
 
 #[cfg(test)]

@@ -73,11 +73,17 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Work with one configured KIM account.
+    /// Work with one configured KIM account at the provider's Account Manager
+    /// (docs/administration.md).
     Account {
         #[command(subcommand)]
         what: AccountCmd,
     },
+    /// getLimits of the AccountLimit service for ACCOUNT (asks its KIM password).
+    Limits(kim_cm::admin::cli::Login),
+    /// The Account Manager's service information: password rules, token lifetime,
+    /// what registration requires.
+    ServiceInfo(kim_cm::admin::cli::Common),
     /// Measure the proxy (see docs/performance.md).
     Bench {
         #[command(subcommand)]
@@ -96,6 +102,8 @@ enum AccountCmd {
         /// The account's KIM address, as in its [[account]].
         account: String,
     },
+    #[command(flatten)]
+    Ops(kim_cm::admin::cli::AccountOp),
 }
 
 #[derive(Subcommand)]
@@ -151,6 +159,31 @@ fn init_logging(format: LogFormat, level: &str) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+type AdminFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(), kim_cm::admin::cli::Failed>> + 'a>,
+>;
+
+/// Loads `config`, logs as it says, and runs one administration command.
+fn admin_command(
+    rt: &tokio::runtime::Runtime,
+    config: &std::path::Path,
+    run: impl for<'a> FnOnce(&'a kim_cm::admin::ops::AdminOps) -> AdminFuture<'a>,
+) -> ExitCode {
+    // inside the runtime: the Konnektor's clients may need it when built
+    let result = rt.block_on(async {
+        let (cfg, ops) = kim_cm::admin::cli::load(config)?;
+        init_logging(cfg.log.format, &cfg.log.level);
+        run(&ops).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("kim-cm: {}", f.sentence);
+            ExitCode::from(f.code)
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -427,6 +460,26 @@ fn main() -> ExitCode {
                         ExitCode::from(1)
                     }
                 }
+            })
+        }
+        Command::Account {
+            what: AccountCmd::Ops(op),
+        } => {
+            let config = op.config().to_path_buf();
+            admin_command(&rt, &config, |ops| {
+                Box::pin(kim_cm::admin::cli::run_account(op, ops))
+            })
+        }
+        Command::Limits(login) => {
+            let config = login.common.config.clone();
+            admin_command(&rt, &config, |ops| {
+                Box::pin(kim_cm::admin::cli::run_limits(login, ops))
+            })
+        }
+        Command::ServiceInfo(common) => {
+            let config = common.config.clone();
+            admin_command(&rt, &config, |ops| {
+                Box::pin(kim_cm::admin::cli::run_service_info(common, ops))
             })
         }
         Command::Bench { what } => {

@@ -8,10 +8,14 @@
 //! The remote party is the provider's Account Manager (AccountManager.yaml 2.4.0
 //! and ServiceInformation.yaml 1.0.3); where KIM_API.adoc says otherwise the yaml
 //! wins (docs/kim-interfaces.md). The CLI and the admin web page build on
-//! [`account_manager::AccountManagerClient`], so both show the same sentences
-//! ([`errors`]).
+//! [`ops`] (over [`account_manager::AccountManagerClient`]), so both show the
+//! same sentences ([`errors`]) and the same results ([`outcome`]).
 
 pub mod account_manager;
+pub mod cli;
 pub mod errors;
+pub mod ops;
+pub mod outcome;
 pub mod schemas;
+pub mod secrets;
 pub mod web;

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::serve::{self, Running};
+use crate::testbed::account_manager::{self as am, AmConfig, Issuer, RunningAccountManager};
 use crate::testbed::ca;
 use crate::testbed::fachdienst::{self, Fachdienst};
 use crate::testbed::konnektor::{self, RunningSim, SimConfig, SimContext};
@@ -35,6 +36,8 @@ pub struct Ports {
     pub fd_pop3: u16,
     /// The admin page.
     pub admin: u16,
+    /// The simulated Account Manager.
+    pub account_manager: u16,
 }
 
 impl Ports {
@@ -44,6 +47,7 @@ impl Ports {
         fd_smtp: 2465,
         fd_pop3: 2995,
         admin: 2080,
+        account_manager: 2443,
     };
     /// Ports chosen by the system (for tests running side by side).
     pub const ANY: Ports = Ports {
@@ -52,6 +56,7 @@ impl Ports {
         fd_smtp: 0,
         fd_pop3: 0,
         admin: 0,
+        account_manager: 0,
     };
 }
 
@@ -75,6 +80,12 @@ pub struct SandboxInfo {
     pub admin_url: String,
     pub admin_user: String,
     pub admin_password: String,
+    /// The simulated Account Manager's root URL and folder (state.json,
+    /// faults.json).
+    #[serde(default)]
+    pub account_manager_url: Option<String>,
+    #[serde(default)]
+    pub account_manager_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -83,6 +94,12 @@ pub struct SandboxAccount {
     pub password: String,
     pub smtp_user: String,
     pub pop3_user: String,
+    /// What the KIM provider handed the practice for `kim-cm account register`
+    /// (gemSpec_CM_KOMLE 2.1).
+    #[serde(default)]
+    pub reference_id: String,
+    #[serde(default)]
+    pub initial_password: String,
 }
 
 /// Where the sandbox's practices keep their keys.
@@ -130,6 +147,7 @@ pub struct Sandbox {
     pub konnektor: Option<RunningSim>,
     /// The directory, when it is in slapd (stopped on drop).
     pub ldap: Option<Slapd>,
+    pub account_manager: RunningAccountManager,
     _proxy: Running,
 }
 
@@ -175,9 +193,17 @@ pub async fn start(
             Some(konnektor::start(&data_dir.join("konnektor"), config).await?)
         }
     };
+    let account_manager = start_account_manager(&data_dir, ports, &fd, &pki).await?;
     // the proxy, from a real config file
     let config_file = data_dir.join("kim-cm.toml");
     let mut text = sandbox_config(&data_dir, ports, &fd, &pki);
+    text = text.replace(
+        "kas_url = ",
+        &format!(
+            "# the Account Manager, for `kim-cm account` and the admin page\naccount_manager_url = \"{}\"\nkas_url = ",
+            account_manager.base_url
+        ),
+    );
     // the admin page, with a password made for this sandbox
     let admin_password = sandbox_admin_password(&data_dir)?;
     text.push_str(&format!(
@@ -203,11 +229,14 @@ pub async fn start(
     let accounts = fd
         .accounts
         .iter()
-        .map(|a| SandboxAccount {
+        .enumerate()
+        .map(|(i, a)| SandboxAccount {
             address: a.address.clone(),
             password: a.password.clone(),
             smtp_user: format!("{}#{}#{}", a.address, fd.smtps, SANDBOX_CONTEXT),
             pop3_user: format!("{}#{}#{}", a.address, fd.pop3s, SANDBOX_CONTEXT),
+            reference_id: sandbox_reference_id(i),
+            initial_password: sandbox_initial_password(i),
         })
         .collect();
     let info = SandboxInfo {
@@ -223,6 +252,8 @@ pub async fn start(
         admin_url: format!("http://{admin_addr}/"),
         admin_user: SANDBOX_ADMIN_USER.into(),
         admin_password,
+        account_manager_url: Some(account_manager.base_url.clone()),
+        account_manager_dir: Some(account_manager.dir.clone()),
     };
     ca::write_private(
         &data_dir.join("sandbox.json"),
@@ -233,8 +264,55 @@ pub async fn start(
         fachdienst: fd,
         konnektor,
         ldap,
+        account_manager,
         _proxy: proxy,
     })
+}
+
+/// The reference id the simulated provider gave the `i`-th sandbox account.
+fn sandbox_reference_id(i: usize) -> String {
+    format!("REF-SANDBOX-{}", i + 1)
+}
+
+/// The initial password the simulated provider gave the `i`-th sandbox account
+/// (a test value, printed by `describe`).
+fn sandbox_initial_password(i: usize) -> String {
+    format!("ini-sandbox-{}", i + 1)
+}
+
+/// The simulated Account Manager: TLS with the Fachdienst's certificate (so the
+/// one `[upstream] ca_file` trusts it), createCert issuing from the sandbox's CA,
+/// tokens checked against that CA, the two accounts provisioned but not yet
+/// registered.
+async fn start_account_manager(
+    data_dir: &Path,
+    ports: Ports,
+    fd: &Fachdienst,
+    pki: &TestPki,
+) -> Result<RunningAccountManager, Box<dyn std::error::Error + Send + Sync>> {
+    let accounts = (0..SANDBOX_ACCOUNTS.len())
+        .map(|i| {
+            am::SimAccount::provisioned(&sandbox_reference_id(i), &sandbox_initial_password(i))
+        })
+        .collect();
+    let config = AmConfig {
+        tls: Some(fd.tls.clone()),
+        issuer: Some(Issuer {
+            ca_cert: pki.ca_cert.clone(),
+            ca_key: data_dir.join("pki").join(pki::CA_KEY_FILE),
+        }),
+        token_ca: Some(pki.ca_cert.clone()),
+        initial: am::State {
+            accounts,
+            ..am::State::default()
+        },
+    };
+    am::start(
+        &data_dir.join("account-manager"),
+        ports.account_manager,
+        config,
+    )
+    .await
 }
 
 /// The admin page's password, made once and kept in the data folder (with its hash
@@ -379,8 +457,9 @@ impl SandboxInfo {
         );
         for a in &self.accounts {
             s.push_str(&format!(
-                "  {}\n    password   {}\n    SMTP user  {}\n    POP3 user  {}\n    (the plain address works as user name too)\n",
-                a.address, a.password, a.smtp_user, a.pop3_user
+                "  {}\n    password   {}\n    SMTP user  {}\n    POP3 user  {}\n    (the plain address works as user name too)\n    \
+                 Account Manager: reference id {}, initial password {}\n",
+                a.address, a.password, a.smtp_user, a.pop3_user, a.reference_id, a.initial_password
             ));
         }
         s.push_str(&format!(
@@ -398,6 +477,14 @@ impl SandboxInfo {
         }
         if let Some(url) = &self.ldap_url {
             s.push_str(&format!("Directory: OpenLDAP slapd at {url}\n"));
+        }
+        if let (Some(url), Some(dir)) = (&self.account_manager_url, &self.account_manager_dir) {
+            s.push_str(&format!(
+                "Account Manager: {url} (state.json, faults.json in {})\n  \
+                 register: kim-cm account register --config {} --reference-id <id> <address>\n",
+                dir.display(),
+                self.config_file.display()
+            ));
         }
         s.push_str(&format!(
             "\nAdmin page: {}  user {}  password {}\n",
