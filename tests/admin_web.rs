@@ -170,6 +170,7 @@ fn the_admin_page_shows_accounts_limits_counts_and_upstreams_behind_its_login() 
         "Fachdienst POP3",
         "KIM Attachment Service",
         "AccountLimit service",
+        "Account Manager",
     ] {
         let r = row(&page, &format!("<td>{service}</td>"));
         assert!(r.contains("reachable") && !r.contains("unreachable"), "{r}");
