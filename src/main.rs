@@ -408,7 +408,8 @@ fn main() -> ExitCode {
         }
         Command::AdminPassword { out } => {
             use kim_cm::admin::web::password;
-            let hashed = password::read_new().and_then(|p| password::hash(&p));
+            let hashed = kim_cm::admin::secrets::read_new("New admin password", None)
+                .and_then(|p| password::hash(&p));
             match hashed.and_then(|h| {
                 kim_cm::testbed::ca::write_private(&out, format!("{h}\n").as_bytes())
                     .map_err(|e| e.to_string())

@@ -239,3 +239,38 @@ fn a_konnektor_that_goes_down_shows_as_unreachable() {
         "only the Konnektor is down: {fd}"
     );
 }
+
+/// `kim-cm admin-password` reads the password from standard input (never from
+/// the command line) and writes only its Argon2id hash, readable by the owner.
+#[test]
+fn admin_password_writes_an_owner_only_argon2_hash() {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |password: &str, out: &Path| {
+        let mut child = std::process::Command::new(common::kimcm::bin())
+            .args(["admin-password", "--out"])
+            .arg(out)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = dir.path().join("admin.hash");
+    let r = run("correct horse battery", &out);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let hash = std::fs::read_to_string(&out).unwrap();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(!hash.contains("correct horse battery"));
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // too short: refused, nothing written
+    let short = dir.path().join("short.hash");
+    let r = run("short", &short);
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("at least 12 characters"));
+    assert!(!short.exists());
+}

@@ -24,31 +24,6 @@ pub fn hash(password: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// A new admin password: asked twice without echo on a terminal, else the first
-/// line of standard input (for scripts). Never from the command line.
-pub fn read_new() -> Result<zeroize::Zeroizing<String>, String> {
-    use std::io::IsTerminal;
-    if std::io::stdin().is_terminal() {
-        let first = zeroize::Zeroizing::new(
-            rpassword::prompt_password("New admin password: ").map_err(|e| e.to_string())?,
-        );
-        let again = zeroize::Zeroizing::new(
-            rpassword::prompt_password("The same again: ").map_err(|e| e.to_string())?,
-        );
-        if *first != *again {
-            return Err("the two passwords differ; nothing was written".into());
-        }
-        return Ok(first);
-    }
-    let mut line = zeroize::Zeroizing::new(String::new());
-    std::io::stdin()
-        .read_line(&mut line)
-        .map_err(|e| e.to_string())?;
-    Ok(zeroize::Zeroizing::new(
-        line.trim_end_matches(['\r', '\n']).to_string(),
-    ))
-}
-
 /// A parsed hash, checked once at start so a broken file is found then.
 #[derive(Clone)]
 pub struct AdminPassword {
