@@ -257,29 +257,6 @@ fn a_call_context_the_konnektor_does_not_know_refuses_the_login() {
     );
 }
 
-/// The sandbox's test PKI as the simulator's config wants it.
-fn sandbox_pki(sb: &Sandbox) -> kim_cm::testbed::pki::TestPki {
-    let dir = sb.dir.path().join("sb").join("pki");
-    let accounts = (0..2)
-        .map(|i| {
-            let (address, ..) = sb.account(i);
-            kim_cm::testbed::pki::AccountKeys {
-                signing_pkcs12: dir.join(&address).join("signing.p12"),
-                encryption_pkcs12: dir.join(&address).join("encryption.p12"),
-                aut_pkcs12: dir.join(&address).join("aut.p12"),
-                telematik_id: String::new(),
-                address,
-            }
-        })
-        .collect();
-    kim_cm::testbed::pki::TestPki {
-        ca_cert: dir.join(kim_cm::testbed::pki::CA_CERT_FILE),
-        password_file: dir.join("pkcs12.pass"),
-        directory: dir.join("directory"),
-        accounts,
-    }
-}
-
 /// A second simulated Konnektor with the sandbox's cards, started in the test;
 /// fields drop in order (the simulator before its runtime).
 struct OtherKonnektor {
@@ -298,7 +275,7 @@ impl OtherKonnektor {
     ) -> OtherKonnektor {
         use kim_cm::testbed::konnektor::{start, SimConfig, SimContext};
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let pki = sandbox_pki(sb);
+        let pki = sb.pki();
         let password = std::fs::read_to_string(&pki.password_file).unwrap();
         let context = SimContext {
             mandant: "1".into(),

@@ -21,7 +21,7 @@ use common::konnektor_schema::validate_all;
 use common::mail::{fetch_as, header_value, second_kimcm, send_as};
 use kim_cm::cms::{self, oid};
 use kim_cm::testbed::konnektor::{start, RunningSim, SimConfig, SimContext};
-use kim_cm::testbed::pki::{self, AccountKeys, TestPki};
+use kim_cm::testbed::pki;
 use openssl::x509::X509;
 
 /// bob's card in a simulator made from the sandbox's PKI (alice's is SMC-B-1).
@@ -29,29 +29,6 @@ const BOB_CARD: &str = "SMC-B-2";
 
 fn pki_dir(sb: &Sandbox) -> PathBuf {
     sb.dir.path().join("sb").join("pki")
-}
-
-/// The sandbox's test PKI as the simulator's config wants it.
-fn sandbox_pki(sb: &Sandbox) -> TestPki {
-    let dir = pki_dir(sb);
-    let accounts = (0..2)
-        .map(|i| {
-            let (address, ..) = sb.account(i);
-            AccountKeys {
-                signing_pkcs12: dir.join(&address).join("signing.p12"),
-                encryption_pkcs12: dir.join(&address).join("encryption.p12"),
-                aut_pkcs12: dir.join(&address).join("aut.p12"),
-                telematik_id: String::new(),
-                address,
-            }
-        })
-        .collect();
-    TestPki {
-        ca_cert: dir.join(pki::CA_CERT_FILE),
-        password_file: dir.join(pki::PASSWORD_FILE),
-        directory: dir.join("directory"),
-        accounts,
-    }
 }
 
 /// A simulated Konnektor with the sandbox's context and cards, bob's card with
@@ -65,7 +42,7 @@ struct EccKonnektor {
 impl EccKonnektor {
     fn start(sb: &Sandbox, bob_ecc: &Path, ecc_support: bool) -> EccKonnektor {
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let pki = sandbox_pki(sb);
+        let pki = sb.pki();
         let password = std::fs::read_to_string(&pki.password_file).unwrap();
         let context = SimContext {
             mandant: "1".into(),

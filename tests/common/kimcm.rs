@@ -349,6 +349,30 @@ impl Sandbox {
         names.iter().map(|p| std::fs::read(p).unwrap()).collect()
     }
 
+    /// The sandbox's test PKI as the Konnektor simulator's config wants it.
+    pub fn pki(&self) -> kim_cm::testbed::pki::TestPki {
+        use kim_cm::testbed::pki::{self, AccountKeys, TestPki};
+        let dir = self.dir.path().join("sb").join("pki");
+        let accounts = (0..2)
+            .map(|i| {
+                let (address, ..) = self.account(i);
+                AccountKeys {
+                    signing_pkcs12: dir.join(&address).join("signing.p12"),
+                    encryption_pkcs12: dir.join(&address).join("encryption.p12"),
+                    aut_pkcs12: dir.join(&address).join("aut.p12"),
+                    telematik_id: String::new(),
+                    address,
+                }
+            })
+            .collect();
+        TestPki {
+            ca_cert: dir.join(pki::CA_CERT_FILE),
+            password_file: dir.join(pki::PASSWORD_FILE),
+            directory: dir.join("directory"),
+            accounts,
+        }
+    }
+
     pub fn proxy_spool_dir(&self) -> PathBuf {
         self.dir.path().join("sb").join("proxy").join("spool")
     }
