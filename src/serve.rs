@@ -483,6 +483,9 @@ pub async fn start(cfg: Arc<Config>) -> Result<Running, StartError> {
             activity,
             store,
             probes,
+            ops: crate::admin::ops::AdminOps::new(cfg.clone()).map_err(|e| e.to_string()),
+            registrations: crate::admin::web::registration::Registrations::new(),
+            password_rules: tokio::sync::OnceCell::new(),
             addr,
         });
         tracing::info!(%addr, "admin page ready");

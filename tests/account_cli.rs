@@ -3,7 +3,8 @@
 //! operation with its table and its `--json`, every documented error status as
 //! its sentence with exit code 1, passwords from standard input and files and
 //! never in the output or the logs (RUST_LOG=trace), the certificate of `account
-//! cert` used for mutual TLS, and the JWT through the Konnektor's
+//! cert` used for mutual TLS (at the TLS layer, and end to end through a real
+//! Postfix and Dovecot that demand it), and the JWT through the Konnektor's
 //! ExternalAuthenticate.
 
 mod common;
@@ -520,6 +521,157 @@ fn the_certificate_from_account_cert_does_mutual_tls() {
     assert_eq!(seen[0].as_deref(), Some("Praxis A#CM"), "{seen:?}");
     assert_eq!(seen[1], None, "a client without certificate got in");
     let _ = SslMethod::tls_client();
+}
+
+/// Item 9 end to end: `kim-cm serve` with the certificate `account cert` stored
+/// sends and fetches through a real Postfix and Dovecot that demand a client
+/// certificate of the sandbox CA (KOM-LE-A_2182-01); the same proxy without the
+/// certificate gets nothing through, and its mail client is told so.
+#[test]
+fn the_proxy_sends_and_fetches_through_a_fachdienst_demanding_the_certificate() {
+    use common::kimcm::{curl, url_with_login, write_file, KimCm};
+    use common::peers::{PeerUser, RealFachdienst};
+    const FD_ALICE: &str = "alice-Fachdienst-1";
+    const FD_BOB: &str = "bob-Fachdienst-2";
+
+    let bed = Bed::start(Backend::Software);
+    bed.register_alice();
+    let (bob, ..) = bed.sb.account(1);
+    let dir = bed.sb.dir.path().join("mtls-e2e");
+    std::fs::create_dir_all(&dir).unwrap();
+    let p12 = dir.join("client.p12");
+    let p12_pw = dir.join("client.pass");
+    let client_lines = format!(
+        "client_pkcs12 = \"{}\"\nclient_pkcs12_password_file = \"{}\"\n",
+        p12.display(),
+        p12_pw.display()
+    );
+    let config = dir.join("kim-cm.toml");
+    let text = std::fs::read_to_string(&bed.config).unwrap().replacen(
+        "[upstream]\n",
+        &format!("[upstream]\n{client_lines}"),
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    let pw = bed.password_file("pw", PASSWORD);
+    let cpw = bed.password_file("cpw", CERT_PASSWORD);
+    bed.run(
+        &[
+            "account",
+            "cert",
+            "--config",
+            s(&config),
+            "--password-file",
+            s(&pw),
+            "--cert-password-file",
+            s(&cpw),
+            "--common-name",
+            "Praxis A",
+            &bed.alice,
+        ],
+        "",
+    )
+    .ok();
+
+    let pki_ca = bed.sb.dir.path().join("sb").join("pki").join("ca.pem");
+    let rf = RealFachdienst::start_demanding_client_certs(
+        &[
+            PeerUser::new(&bed.alice, FD_ALICE),
+            PeerUser::new(&bob, FD_BOB),
+        ],
+        &pki_ca,
+    )
+    .expect("Postfix and Dovecot (installed by .ci/run)");
+    let proxy = |client: &str| {
+        KimCm::serve(&format!(
+            "[proxy]\ndata_dir = \"{{dir}}/data\"\nallow_unsealed_for_testing = true\n\
+             [[smtp_listener]]\naddress = \"127.0.0.1:0\"\ntls = \"plain\"\n\
+             [[pop3_listener]]\naddress = \"127.0.0.1:0\"\ntls = \"plain\"\n\
+             [upstream]\nca_file = \"{}\"\nsmtp_tls = \"implicit\"\npop3_tls = \"implicit\"\n{client}",
+            rf.ca_pem_path().display()
+        ))
+    };
+    let login = |addr: &str, server: std::net::SocketAddr| format!("{addr}#{server}#1#KOM_LE#7");
+    let mail = format!(
+        "From: <{a}>\r\nTo: <{bob}>\r\nSubject: mutual TLS\r\nMessage-ID: <mtls-1@praxis.kim.test>\r\n\r\nmit Zertifikat\r\n",
+        a = bed.alice
+    );
+    let send = |k: &KimCm| {
+        let file = write_file(k.dir.path(), "m.eml", mail.as_bytes());
+        let url = url_with_login(
+            "smtp",
+            &k.smtp.unwrap().to_string(),
+            &login(&bed.alice, rf.smtps_addr()),
+            FD_ALICE,
+            "",
+        );
+        curl(&[
+            "-v",
+            "--url",
+            &url,
+            "--mail-from",
+            &bed.alice,
+            "--mail-rcpt",
+            &bob,
+            "--upload-file",
+            file.to_str().unwrap(),
+        ])
+    };
+    let fetch = |k: &KimCm| {
+        let url = url_with_login(
+            "pop3",
+            &k.pop3.unwrap().to_string(),
+            &login(&bob, rf.pop3s_addr()),
+            FD_BOB,
+            "/1",
+        );
+        curl(&["-v", "--url", &url])
+    };
+
+    // with the certificate: the mail goes through and comes back
+    let k = proxy(&client_lines);
+    let (code, _, err) = send(&k);
+    assert_eq!(code, 0, "{err}\n{}\n{}", k.log(), rf.log_text());
+    let stored = rf.wait_for_messages(&bob, 1, std::time::Duration::from_secs(20));
+    assert_eq!(stored.len(), 1, "{}", rf.log_text());
+    let stored = String::from_utf8_lossy(&stored[0]);
+    // Postfix's Received header names the verified client certificate
+    assert!(
+        stored.contains("Client CN \"Praxis A#CM\"") && stored.contains("(verified OK)"),
+        "{stored}"
+    );
+    let (code, got, err) = fetch(&k);
+    assert_eq!(code, 0, "{err}\n{}\n{}", k.log(), rf.log_text());
+    let got = String::from_utf8_lossy(&got);
+    assert!(
+        got.contains("Subject: mutual TLS") && got.contains("mit Zertifikat"),
+        "{got}"
+    );
+    drop(k);
+
+    // without it: Postfix ends the session and Dovecot refuses the login; the
+    // client hears a refusal, and nothing more arrives
+    let k = proxy("");
+    let (code, _, err) = send(&k);
+    assert_ne!(code, 0, "sent without a client certificate:\n{err}");
+    let reply = err
+        .lines()
+        .rfind(|l| l.starts_with("< "))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        reply.starts_with("< 4") || reply.starts_with("< 5"),
+        "a refusal for the mail client: {reply}\n{err}\n{}",
+        k.log()
+    );
+    let (code, _, err) = fetch(&k);
+    assert_ne!(code, 0, "fetched without a client certificate:\n{err}");
+    assert!(
+        err.lines().any(|l| l.starts_with("< -ERR")),
+        "a POP3 refusal for the mail client:\n{err}\n{}",
+        k.log()
+    );
+    assert_eq!(rf.maildir_messages(&bob).len(), 1, "{}", rf.log_text());
 }
 
 /// The JWT made by the Konnektor's ExternalAuthenticate with the SMC-B's AUT key.

@@ -157,12 +157,12 @@ fn the_admin_page_shows_accounts_limits_counts_and_upstreams_behind_its_login() 
     b.login();
     let (status, page) = b.get("/");
     assert_eq!(status, 200, "{page}");
-    let a = row(&page, &format!("<td>{alice}</td>"));
+    let a = row(&page, &format!("<td>{alice}<br>"));
     assert!(a.contains("sent 1 ") && a.contains("refused 1"), "{a}");
     assert!(a.contains("kept 30 days"), "alice's cached limits: {a}");
     assert!(a.contains("send refused: 451"), "the last problem: {a}");
     assert!(a.contains("PKCS#12 files"), "{a}");
-    let bb = row(&page, &format!("<td>{bob}</td>"));
+    let bb = row(&page, &format!("<td>{bob}<br>"));
     assert!(bb.contains("opened 1, with problems 0"), "{bb}");
     assert!(!page.contains("Befund"), "no mail content on the page");
     for service in [
@@ -273,4 +273,193 @@ fn admin_password_writes_an_owner_only_argon2_hash() {
     assert!(!r.status.success());
     assert!(String::from_utf8_lossy(&r.stderr).contains("at least 12 characters"));
     assert!(!short.exists());
+}
+
+/// The page's text of an escaped value.
+fn unescape(html: &str) -> String {
+    html.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+}
+
+/// What the page shows between `start` (e.g. `<pre>`) and `end`, unescaped.
+fn between(page: &str, start: &str, end: &str) -> String {
+    let at = page
+        .find(start)
+        .unwrap_or_else(|| panic!("{start} in {page}"))
+        + start.len();
+    unescape(&page[at..at + page[at..].find(end).unwrap()])
+}
+
+/// `text` with the Account Manager's trace id (one per answer) left out.
+fn without_trace_id(text: &str) -> String {
+    match text.find("trace id ") {
+        Some(at) => {
+            let rest = &text[at + 9..];
+            let end = rest
+                .find(|c: char| !c.is_ascii_hexdigit())
+                .unwrap_or(rest.len());
+            format!("{}trace id …{}", &text[..at], &rest[end..])
+        }
+        None => text.to_string(),
+    }
+}
+
+/// `kim-cm account ARGS... ACCOUNT` with `stdin`: (exit code, stdout, stderr).
+fn cli(args: &[&str], stdin: &str) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(common::kimcm::bin())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Item 5: the account operations from the page, answered with the command
+/// line's own sentences and tables; a form without the session's CSRF token
+/// changes nothing; no password typed into a form reaches the log.
+#[test]
+fn account_forms_answer_with_the_command_lines_words() {
+    const PASSWORD: &str = "Sommer-2024!praxis";
+    let sb = Sandbox::start();
+    let b = Browser::new(&sb, "forms");
+    let (alice, ..) = sb.account(0);
+    let a = &sb.info["accounts"][0];
+    let reference = a["reference_id"].as_str().unwrap().to_string();
+    let ini = a["initial_password"].as_str().unwrap().to_string();
+    let config = sb.addr("config_file");
+    let state_file = Path::new(&sb.addr("account_manager_dir")).join("state.json");
+    let registered = || {
+        std::fs::read_to_string(&state_file)
+            .map(|s| s.contains(&format!("\"{alice}\"")) && s.contains("\"registered\""))
+            .unwrap_or(false)
+    };
+    b.login();
+
+    // the account's page: a form for every operation; unknown accounts have none
+    let (status, page) = b.get(&format!("/account?address={alice}"));
+    assert_eq!(status, 200);
+    assert_eq!(
+        page.matches("<form method=\"post\" action=\"/account/")
+            .count(),
+        11
+    );
+    assert!(page.contains("not asked since kim-cm started"), "{page}");
+    let token = csrf(&page);
+    let (status, _) = b.get("/account?address=nobody%40praxis.kim.test");
+    assert_eq!(status, 404);
+
+    let register = |csrf: &str, ini: &str| {
+        b.post(
+            "/account/register",
+            &[
+                ("csrf", csrf),
+                ("account", &alice),
+                ("reference_id", &reference),
+                ("ini_password", ini),
+                ("password", PASSWORD),
+                ("password_again", PASSWORD),
+            ],
+        )
+    };
+    // without the session's CSRF token: refused, nothing sent
+    let (status, body) = register("forged", &ini);
+    assert_eq!(status, 403, "{body}");
+    assert!(!registered(), "a forged form registered the account");
+
+    // a wrong initial password: the CLI's sentence, word for word
+    let (status, page) = register(&token, "Falsch-Initial-1");
+    assert_eq!(status, 200);
+    let said = between(&page, "<p id=\"sentence\">", "</p>");
+    let (code, _, stderr) = cli(
+        &[
+            "account",
+            "register",
+            "--config",
+            &config,
+            "--reference-id",
+            &reference,
+            &alice,
+        ],
+        &format!("Falsch-Initial-1\n{PASSWORD}\n"),
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(said.contains("refused the authentication"), "{said}");
+    let sentence = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("kim-cm: "))
+        .unwrap_or_else(|| panic!("the CLI's sentence in {stderr}"));
+    assert_eq!(
+        without_trace_id(sentence),
+        without_trace_id(&said),
+        "the page's sentence is the command line's (each answer has its own trace id)"
+    );
+    assert!(!registered());
+
+    // the right one: registered, and the page says so
+    let (_, page) = register(&token, &ini);
+    assert!(page.contains("class=\"done\" id=\"result\""), "{page}");
+    assert!(registered(), "the simulator has alice registered");
+    let (_, page) = b.post(
+        "/account/show",
+        &[
+            ("csrf", &token),
+            ("account", &alice),
+            ("password", PASSWORD),
+        ],
+    );
+    let table = between(&page, "<pre>", "</pre>");
+    let (code, stdout, stderr) = cli(
+        &["account", "get", "--config", &config, &alice],
+        &format!("{PASSWORD}\n"),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(table, stdout, "the page's table is the command line's");
+    assert!(between(&page, "<span id=\"registration\">", "<span").starts_with("registered"));
+    // the overview shows the state too
+    let (_, overview) = b.get("/");
+    assert!(
+        row(&overview, &format!("<td>{alice}<br>")).contains("registered"),
+        "{overview}"
+    );
+
+    // input the interface does not take is refused before anything is sent
+    let (_, page) = b.post(
+        "/account/out-of-office-set",
+        &[
+            ("csrf", &token),
+            ("account", &alice),
+            ("password", PASSWORD),
+            ("active", "yes"),
+            ("start", "24.12.2026"),
+        ],
+    );
+    assert!(
+        between(&page, "<p id=\"sentence\">", "</p>")
+            .contains("\"24.12.2026\" is not a date and time"),
+        "{page}"
+    );
+
+    let log = sb.log();
+    for secret in [PASSWORD, ini.as_str(), "Falsch-Initial-1"] {
+        assert!(!log.contains(secret), "a password in the log");
+    }
+    assert!(log.contains("admin page: not done"), "{log}");
 }

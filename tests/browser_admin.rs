@@ -2,7 +2,9 @@
 //! driven through chromedriver's W3C WebDriver, against `kim-cm sandbox`. A wrong
 //! login shows its sentence on the rendered page; the right one shows both sandbox
 //! accounts and a reachable Fachdienst; "Check now" and "Log out" work by click.
-//! Every step leaves a screenshot in `target/browser-screenshots/`.
+//! On an account's page it registers the account, sets an out-of-office note and
+//! shows a refused operation's sentence. Every step leaves a screenshot in
+//! `target/browser-screenshots/`.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (.ci/run installs them); without
 //! them the test fails and says so.
@@ -167,5 +169,115 @@ fn the_admin_page_in_headless_chromium_logs_in_shows_accounts_and_health_and_log
         b.try_find("#accounts").is_none(),
         "no overview after logout"
     );
+    b.quit();
+}
+
+/// Types `value` into the field with id `id`.
+fn fill(b: &Browser, id: &str, value: &str) {
+    let input = b.find(&format!("#{id}"));
+    b.clear(&input);
+    b.send_keys(&input, value);
+}
+
+/// Submits the form of `op` and waits for the page with its answer.
+fn submit(b: &Browser, op: &str) -> (bool, String) {
+    b.click(&b.find(&format!("#{op}-submit")));
+    b.wait_until(&format!("the answer to {op}"), |b| {
+        b.url().ends_with(&format!("/account/{op}")) && b.try_find("#result").is_some()
+    });
+    let result = b.find("#result");
+    let done = b.try_find("#result.done").is_some();
+    (done, b.text(&result))
+}
+
+/// Item 8: registering the account, setting an out-of-office note and a
+/// refused operation, by typing and clicking on the account's page; the
+/// refusal shows the Account Manager's status as the sentence the command line
+/// prints.
+#[test]
+fn the_admin_page_in_headless_chromium_registers_sets_out_of_office_and_shows_a_refusal() {
+    const PASSWORD: &str = "Sommer-2024!praxis";
+    const NOTE: &str = "Die Praxis ist vom 24.12. bis 2.1. geschlossen.";
+    let b = Browser::start();
+    let sb = Sandbox::start();
+    let (alice, ..) = sb.account(0);
+    let a = &sb.info["accounts"][0];
+    let reference = a["reference_id"].as_str().unwrap().to_string();
+    let ini = a["initial_password"].as_str().unwrap().to_string();
+    let state_file = std::path::Path::new(&sb.addr("account_manager_dir")).join("state.json");
+
+    b.goto(&sb.addr("admin_url"));
+    log_in(&b, &sb.addr("admin_user"), &sb.addr("admin_password"));
+    // alice's row links to her page
+    let link = b.find("#accounts a");
+    assert_eq!(b.text(&link), "manage");
+    b.click(&link);
+    b.wait_until("alice's page", |b| b.try_find("#register").is_some());
+    assert!(b.text(&b.find("h1")).contains(&alice));
+    assert!(b
+        .text(&b.find("#registration"))
+        .contains("not asked since kim-cm started"));
+    shot(&b, 11, "account-page");
+
+    // register with the provider's letter and a password of the practice's own
+    fill(&b, "register-reference_id", &reference);
+    fill(&b, "register-ini_password", &ini);
+    fill(&b, "register-password", PASSWORD);
+    fill(&b, "register-password_again", PASSWORD);
+    fill(&b, "register-kim_version", "1.5+");
+    let (done, text) = submit(&b, "register");
+    assert!(done, "{text}");
+    assert!(text.contains("registered"), "{text}");
+    assert!(b.text(&b.find("#registration")).starts_with("registered"));
+    let state = std::fs::read_to_string(&state_file).unwrap();
+    assert!(
+        state.contains(&alice) && state.contains("\"registered\""),
+        "{state}"
+    );
+    shot(&b, 12, "registered");
+
+    // the out-of-office note: set, then read back from the Account Manager
+    fill(&b, "out-of-office-set-password", PASSWORD);
+    b.click(&b.find("#out-of-office-set-active"));
+    fill(&b, "out-of-office-set-start", "2026-12-24T00:00:00+01:00");
+    fill(&b, "out-of-office-set-end", "2027-01-02T00:00:00+01:00");
+    fill(&b, "out-of-office-set-message", NOTE);
+    let (done, text) = submit(&b, "out-of-office-set");
+    assert!(done, "{text}");
+    assert!(text.contains("out-of-office note set"), "{text}");
+    shot(&b, 13, "out-of-office-set");
+    fill(&b, "out-of-office-show-password", PASSWORD);
+    let (done, text) = submit(&b, "out-of-office-show");
+    assert!(done, "{text}");
+    assert!(text.contains(NOTE) && text.contains("yes"), "{text}");
+    assert!(std::fs::read_to_string(&state_file).unwrap().contains(NOTE));
+    shot(&b, 14, "out-of-office-shown");
+
+    // registering again: the Account Manager answers 409, the page says what it means
+    fill(&b, "register-reference_id", &reference);
+    fill(&b, "register-ini_password", &ini);
+    fill(&b, "register-password", PASSWORD);
+    fill(&b, "register-password_again", PASSWORD);
+    let (done, text) = submit(&b, "register");
+    assert!(!done, "{text}");
+    let sentence = b.text(&b.find("#sentence"));
+    assert!(
+        sentence.contains(&format!("the address {alice} is already taken")),
+        "{sentence}"
+    );
+    let error = b.find("#result");
+    assert!(b.displayed(&error));
+    assert_eq!(rgb(&b.css(&error, "border-top-color")), [164, 0, 0]);
+    shot(&b, 15, "refused");
+
+    // back on the overview, alice is registered
+    b.click(&b.find("#overview"));
+    b.wait_until("the overview", |b| b.try_find("#accounts").is_some());
+    let row = b.text(&b.find("#accounts"));
+    assert!(
+        row.lines().any(|l| l.contains(&alice)) && row.contains("registered"),
+        "{row}"
+    );
+    shot(&b, 16, "overview-registered");
     b.quit();
 }

@@ -31,6 +31,10 @@ pub enum OpsError {
     /// The configuration lacks what the operation needs (exit code 2).
     #[error("{0}")]
     Config(String),
+    /// The operation's input is not what the interface takes (exit code 2);
+    /// nothing was sent.
+    #[error("{0}")]
+    Input(String),
     /// The JWT could not be made.
     #[error("{0}")]
     Jwt(#[from] JwtError),
@@ -49,7 +53,7 @@ impl OpsError {
     /// The process exit code: 2 for configuration, 1 for everything else.
     pub fn exit_code(&self) -> u8 {
         match self {
-            OpsError::Config(_) => 2,
+            OpsError::Config(_) | OpsError::Input(_) => 2,
             _ => 1,
         }
     }
@@ -316,6 +320,7 @@ impl AdminOps {
         password: &str,
         note: &OutOfOffice,
     ) -> Result<Done, OpsError> {
+        check_dates(note)?;
         let client = self.client()?;
         let (address, token) = self.token(account).await?;
         client
@@ -353,6 +358,31 @@ impl AdminOps {
             limits,
         })
     }
+}
+
+/// The note's dates are RFC 3339 date-times (AccountManager.yaml
+/// `OutOfOfficeNotification`, `format: date-time`), the end not before the start.
+fn check_dates(note: &OutOfOffice) -> Result<(), OpsError> {
+    use time::format_description::well_known::Rfc3339;
+    use time::OffsetDateTime;
+    let parse = |what: &str, v: &Option<String>| -> Result<Option<OffsetDateTime>, OpsError> {
+        let Some(v) = v else { return Ok(None) };
+        OffsetDateTime::parse(v.trim(), &Rfc3339).map(Some).map_err(|_| {
+            OpsError::Input(format!(
+                "the {what} date \"{v}\" is not a date and time like 2026-12-24T08:00:00+01:00 (RFC 3339); nothing was changed"
+            ))
+        })
+    };
+    let start = parse("start", &note.start_date)?;
+    let end = parse("end", &note.end_date)?;
+    if let (Some(s), Some(e)) = (start, end) {
+        if e < s {
+            return Err(OpsError::Input(
+                "the end date is before the start date; nothing was changed".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The TLS connector for the Account Manager and AccountLimit: the server

@@ -65,17 +65,24 @@ impl fmt::Display for Done {
 #[serde(transparent)]
 pub struct AccountView(pub Account);
 
-impl fmt::Display for AccountView {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let a = &self.0;
-        let state = match (a.reg_stat, a.dereg_date) {
+impl AccountView {
+    /// The registration state in words, with the end of a deregistered account.
+    pub fn state(&self) -> String {
+        match (self.0.reg_stat, self.0.dereg_date) {
             (Some(RegStat::Registered), _) => "registered".to_string(),
             (Some(RegStat::Deregistered), Some(d)) => {
                 format!("deregistered (usable until {})", date(d))
             }
             (Some(RegStat::Deregistered), None) => "deregistered".into(),
             (None, _) => "-".into(),
-        };
+        }
+    }
+}
+
+impl fmt::Display for AccountView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let a = &self.0;
+        let state = self.state();
         table(
             f,
             &[
@@ -126,7 +133,7 @@ impl fmt::Display for OtpIssued {
                 ("one-time password", self.otp.to_string()),
                 (
                     "next",
-                    "with the new card configured, run `kim-cm account set-tid` and enter it"
+                    "with the new card configured, enter it in `kim-cm account set-tid` (or \"Move to the new card\" on the admin page)"
                         .into(),
                 ),
             ],

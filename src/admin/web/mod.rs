@@ -9,9 +9,12 @@
 //! carries the session's CSRF token, failed logins are bounded, answers are not
 //! cached and may not be framed, and bodies are bounded.
 
+pub mod account_page;
+pub mod forms;
 pub mod health;
 pub mod page;
 pub mod password;
+pub mod registration;
 pub mod session;
 
 use std::convert::Infallible;
@@ -27,11 +30,15 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use self::health::Probes;
+use self::account_page::AccountPage;
+use self::forms::{Fields, Operation};
+use self::health::{Probes, PROBE_TIMEOUT};
 use self::page::{AccountRow, Dashboard};
 use self::password::AdminPassword;
+use self::registration::Registrations;
 use self::session::{Sessions, COOKIE};
 use crate::activity::Activity;
+use crate::admin::ops::AdminOps;
 use crate::config::Config;
 use crate::limits::AccountLimit;
 use crate::store::Store;
@@ -53,6 +60,12 @@ pub struct AdminState {
     /// The SQLite store with the cached limits; none when kim-cm runs unsealed.
     pub store: Option<Arc<Store>>,
     pub probes: Probes,
+    /// The account operations, or why the config does not allow them.
+    pub ops: Result<AdminOps, String>,
+    /// The registration states the operations saw.
+    pub registrations: Registrations,
+    /// The provider's password rules, once the Account Manager told them.
+    pub password_rules: tokio::sync::OnceCell<Option<String>>,
     /// The address the page listens on (for the Host check).
     pub addr: SocketAddr,
 }
@@ -204,6 +217,34 @@ async fn answer(req: Request<Incoming>, state: &AdminState) -> Reply {
             Some(csrf) => dashboard(state, &csrf, false).await,
             None => redirect("/login", None),
         },
+        (Method::GET, "/account") => match csrf {
+            Some(csrf) => {
+                let query = req.uri().query().unwrap_or("").to_string();
+                let address = form_urlencoded::parse(query.as_bytes())
+                    .find(|(k, _)| k == "address")
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default();
+                account_page(state, &csrf, &address, None).await
+            }
+            None => redirect("/login", None),
+        },
+        (Method::POST, path) if path.starts_with("/account/") => {
+            let Some(op) = Operation::from_slug(&path["/account/".len()..]) else {
+                return plain(StatusCode::NOT_FOUND, "not found\n");
+            };
+            let (Some(token), Some(_)) = (token, csrf) else {
+                return redirect("/login", None);
+            };
+            let fields = match form(req).await {
+                Ok(f) => Fields::new(f),
+                Err(r) => return r,
+            };
+            if !state.sessions.csrf_ok(&token, fields.get("csrf")) {
+                return stale_form();
+            }
+            let csrf = state.sessions.check(&token).unwrap_or_default();
+            operation(state, &csrf, op, &fields).await
+        }
         (Method::POST, path @ ("/logout" | "/health")) => {
             let path = path.to_string();
             let (Some(token), Some(_)) = (token, csrf) else {
@@ -214,10 +255,7 @@ async fn answer(req: Request<Incoming>, state: &AdminState) -> Reply {
                 Err(r) => return r,
             };
             if !state.sessions.csrf_ok(&token, field(&fields, "csrf")) {
-                return plain(
-                    StatusCode::FORBIDDEN,
-                    "the form is out of date: reload the page and try again\n",
-                );
+                return stale_form();
             }
             if path == "/logout" {
                 state.sessions.close(&token);
@@ -233,6 +271,81 @@ async fn answer(req: Request<Incoming>, state: &AdminState) -> Reply {
         }
         _ => plain(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+fn stale_form() -> Reply {
+    plain(
+        StatusCode::FORBIDDEN,
+        "the form is out of date: reload the page and try again\n",
+    )
+}
+
+/// The configured account's address as the config spells it.
+fn configured(state: &AdminState, address: &str) -> Option<String> {
+    state.config.account(address).map(|a| a.address.clone())
+}
+
+/// The page of one configured account, with the answer of an operation.
+async fn account_page(
+    state: &AdminState,
+    csrf: &str,
+    address: &str,
+    answer: Option<(Operation, forms::Answer)>,
+) -> Reply {
+    let Some(address) = configured(state, address) else {
+        return plain(
+            StatusCode::NOT_FOUND,
+            "no such account in the config file: open it from the overview\n",
+        );
+    };
+    let page = AccountPage {
+        csrf,
+        address: &address,
+        registration: state.registrations.of(&address),
+        password_rules: password_rules(state).await,
+        answer,
+        unavailable: state.ops.as_ref().err().cloned(),
+    };
+    html(StatusCode::OK, account_page::account(&page))
+}
+
+/// The provider's password rules in words (serviceinfo), asked once; while
+/// the Account Manager does not answer, asked again at the next page view.
+async fn password_rules(state: &AdminState) -> Option<String> {
+    let Ok(ops) = &state.ops else { return None };
+    state
+        .password_rules
+        .get_or_try_init(|| async {
+            match tokio::time::timeout(PROBE_TIMEOUT, ops.service_info()).await {
+                Ok(Ok(info)) => Ok(info.0.password_policy_display),
+                _ => Err(()),
+            }
+        })
+        .await
+        .ok()
+        .cloned()
+        .flatten()
+}
+
+/// Runs a posted operation and shows its answer on the account's page.
+async fn operation(state: &AdminState, csrf: &str, op: Operation, fields: &Fields) -> Reply {
+    let Some(address) = configured(state, fields.get("account")) else {
+        return plain(
+            StatusCode::NOT_FOUND,
+            "no such account in the config file: open it from the overview\n",
+        );
+    };
+    let answer = match &state.ops {
+        Ok(ops) => forms::run(ops, op, &address, fields, &state.registrations).await,
+        Err(why) => Err(why.clone()),
+    };
+    match &answer {
+        Ok(_) => tracing::info!(account = %address, operation = op.slug(), "admin page: done"),
+        Err(why) => {
+            tracing::warn!(account = %address, operation = op.slug(), "admin page: not done: {why}")
+        }
+    }
+    account_page(state, csrf, &address, Some((op, answer))).await
 }
 
 async fn login(req: Request<Incoming>, state: &AdminState) -> Reply {
@@ -300,6 +413,7 @@ async fn dashboard(state: &AdminState, csrf: &str, fresh: bool) -> Reply {
                     None => "none configured".into(),
                 },
                 limits,
+                registration: state.registrations.of(&a.address),
                 activity: state.activity.of(&a.address),
             }
         })

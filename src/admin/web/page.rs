@@ -4,6 +4,7 @@
 use time::OffsetDateTime;
 
 use super::health::Health;
+use super::registration::Seen;
 use crate::activity::AccountActivity;
 use crate::limits::AccountLimit;
 
@@ -28,9 +29,11 @@ table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;p
 th{background:#f2f2f2}.ok{color:#176f2c}.bad{color:#a40000;font-weight:bold}.note{color:#555}\
 .error{border:2px solid #a40000;background:#fff0f0;padding:.6em;margin:1em 0}\
 .done{border:2px solid #176f2c;background:#f0fff2;padding:.6em;margin:1em 0}\
-header{display:flex;justify-content:space-between;align-items:center}form.inline{display:inline}";
+header{display:flex;justify-content:space-between;align-items:center}form.inline{display:inline}\
+section.op{border:1px solid #ccc;padding:.2em 1em 1em;margin:0 0 1em}section.op h3{margin:.6em 0}\
+label{display:inline-block;margin:.2em 1em .2em 0}pre{white-space:pre-wrap;margin:0}.danger{border-color:#a40000}";
 
-fn layout(title: &str, body: &str) -> String {
+pub(super) fn layout(title: &str, body: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width\">\
@@ -64,6 +67,8 @@ pub struct AccountRow {
     pub keys: String,
     /// The cached getLimits answer and when it was fetched (unix seconds).
     pub limits: Option<(AccountLimit, i64)>,
+    /// The registration state the account operations last saw.
+    pub registration: Option<Seen>,
     pub activity: AccountActivity,
 }
 
@@ -76,7 +81,7 @@ pub struct Dashboard<'a> {
     pub health: Vec<Health>,
 }
 
-fn when(t: OffsetDateTime) -> String {
+pub(super) fn when(t: OffsetDateTime) -> String {
     format!(
         "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
         t.year(),
@@ -154,7 +159,7 @@ pub fn dashboard(d: &Dashboard<'_>) -> String {
         "<header><h1>kim-cm administration</h1>\
          <form class=\"inline\" method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          {user} <button type=\"submit\" id=\"logout\">Log out</button></form></header>\n\
-         <h2>Accounts</h2>\n<table id=\"accounts\"><tr><th>KIM address</th><th>Keys</th><th>Limits (getLimits)</th>\
+         <h2>Accounts</h2>\n<table id=\"accounts\"><tr><th>KIM address</th><th>Registration</th><th>Keys</th><th>Limits (getLimits)</th>\
          <th>Since start</th><th>Last problem</th></tr>\n",
         csrf = esc(d.csrf),
         user = esc(d.user)
@@ -168,9 +173,19 @@ pub fn dashboard(d: &Dashboard<'_>) -> String {
             ),
             None => "none".into(),
         };
+        let registration = match &a.registration {
+            Some(s) => format!(
+                "{}<br><span class=\"note\">as of {}</span>",
+                esc(&s.state),
+                when(s.at)
+            ),
+            None => "<span class=\"note\">not asked since the start</span>".into(),
+        };
+        let link: String = form_urlencoded::byte_serialize(a.address.as_bytes()).collect();
         body.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            "<tr><td>{}<br><a href=\"/account?address={}\">manage</a></td><td>{registration}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
             esc(&a.address),
+            esc(&link),
             esc(&a.keys),
             limits_cell(&a.limits),
             activity_cell(&a.activity),
