@@ -19,6 +19,7 @@ pub mod pop3;
 pub mod proxy;
 pub mod sandbox;
 pub mod serve;
+pub mod sidecar;
 pub mod smtp;
 pub mod spool;
 pub mod store;

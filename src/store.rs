@@ -50,6 +50,13 @@ CREATE TABLE IF NOT EXISTS account_limit (
     account TEXT PRIMARY KEY,
     json    TEXT NOT NULL,
     fetched INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sidecar_cursor (
+    service TEXT NOT NULL,
+    name    TEXT NOT NULL,
+    value   TEXT NOT NULL,
+    updated INTEGER NOT NULL,
+    PRIMARY KEY (service, name)
 );";
 
 impl Store {
@@ -123,6 +130,27 @@ impl Store {
 }
 
 impl Store {
+    /// Runs `work` in one transaction: all of it is stored, or none (a crash
+    /// in between leaves the state before). For the sidecars' own tables.
+    pub fn transaction<T>(
+        &self,
+        work: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let value = work(&tx).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(value)
+    }
+
+    /// Reads with the connection (no transaction of its own).
+    pub fn read<T>(
+        &self,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        work(&self.lock()).map_err(|e| self.err(e))
+    }
+
     /// The cached getLimits answer of `account` (JSON) and when it was fetched (Unix
     /// seconds).
     pub fn account_limit(&self, account: &str) -> Result<Option<(String, i64)>, StoreError> {

@@ -151,6 +151,18 @@ pub async fn request(
     body: Option<Bytes>,
     s: &HttpSettings,
 ) -> Result<(StatusCode, Bytes), HttpError> {
+    request_with_limit(method, url, headers, body, MAX_JSON_BODY, s).await
+}
+
+/// [`request`] with the response body bounded by `max_body` instead.
+pub async fn request_with_limit(
+    method: Method,
+    url: &HttpsUrl,
+    headers: Vec<(&'static str, HeaderValue)>,
+    body: Option<Bytes>,
+    max_body: usize,
+    s: &HttpSettings,
+) -> Result<(StatusCode, Bytes), HttpError> {
     let u = url.to_string();
     let protocol = |why: String| HttpError::Protocol {
         url: u.clone(),
@@ -179,7 +191,7 @@ pub async fn request(
             .await
             .map_err(|e| protocol(e.to_string()))?;
         let status = resp.status();
-        let body = Limited::new(resp.into_body(), MAX_JSON_BODY)
+        let body = Limited::new(resp.into_body(), max_body)
             .collect()
             .await
             .map_err(|e| protocol(format!("reading the answer: {e}")))?
