@@ -43,7 +43,7 @@ impl Progress {
         }
         let mut t = self.total.lock().unwrap_or_else(|p| p.into_inner());
         t.0 += n;
-        let tenth = if t.1 == 0 { 10 } else { t.0 * 10 / t.1 };
+        let tenth = (t.0 * 10).checked_div(t.1).unwrap_or(10);
         if tenth > t.2 {
             t.2 = tenth;
             tracing::info!("{}: {} of {} done", self.what, t.0, t.1);
