@@ -56,7 +56,13 @@ pub struct Config {
     pub konnektor: Vec<KonnektorConfig>,
     /// The local admin page (issue 6); off when absent.
     pub admin: Option<AdminConfig>,
+    /// The SASIS ZSR register mirror (`kim-cm zsr`); off when absent.
+    pub zsr: Option<crate::sidecar::zsr::config::ZsrConfig>,
 }
+
+/// Why `kim-cm serve` cannot run a config without listeners.
+pub const NO_LISTENER: &str =
+    "no listener: add at least one [[smtp_listener]] or [[pop3_listener]]";
 
 /// The admin web page: on loopback only, with its own login.
 #[derive(Debug, Clone, Deserialize)]
@@ -366,6 +372,11 @@ impl Config {
         })
     }
 
+    /// Whether a sidecar (`kim-cm zsr`, ...) is configured.
+    pub fn has_sidecar(&self) -> bool {
+        self.zsr.is_some()
+    }
+
     /// Parses TOML text; `base` is the folder relative paths are taken from.
     pub fn parse(text: &str, base: &Path) -> Result<Config, String> {
         let mut cfg: Config =
@@ -409,6 +420,11 @@ impl Config {
             );
         }
         cfg.trust.ca_file.as_mut().map(abs);
+        if let Some(z) = cfg.zsr.as_mut() {
+            abs(&mut z.client_secret_file);
+            abs(&mut z.password_file);
+            z.ca_file.as_mut().map(abs);
+        }
         if let Some(a) = cfg.admin.as_mut() {
             abs(&mut a.password_hash_file);
             if !a.address.ip().is_loopback() {
@@ -456,10 +472,10 @@ impl Config {
             l.cert.as_mut().map(abs);
             l.key.as_mut().map(abs);
         }
-        if cfg.smtp_listener.is_empty() && cfg.pop3_listener.is_empty() {
-            return Err(
-                "no listener: add at least one [[smtp_listener]] or [[pop3_listener]]".into(),
-            );
+        // a config for the sidecar commands alone needs no mail listener;
+        // `kim-cm serve` checks for one (serve::check)
+        if cfg.smtp_listener.is_empty() && cfg.pop3_listener.is_empty() && !cfg.has_sidecar() {
+            return Err(NO_LISTENER.into());
         }
         let mut seen = std::collections::HashSet::new();
         for a in &cfg.account {

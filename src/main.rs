@@ -84,6 +84,11 @@ enum Command {
     /// The Account Manager's service information: password rules, token lifetime,
     /// what registration requires.
     ServiceInfo(kim_cm::admin::cli::Common),
+    /// The local mirror of the Swiss ZSR register (SASIS; docs/zsr.md).
+    Zsr {
+        #[command(subcommand)]
+        what: kim_cm::sidecar::zsr::cli::ZsrCmd,
+    },
     /// Measure the proxy (see docs/performance.md).
     Bench {
         #[command(subcommand)]
@@ -200,6 +205,13 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Command::Zsr { what } => match rt.block_on(kim_cm::sidecar::zsr::cli::run(what)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(f) => {
+                eprintln!("kim-cm: {}", f.sentence);
+                ExitCode::from(f.code)
+            }
+        },
         Command::CheckConfig { file } => match Config::load(&file) {
             Err(e) => {
                 eprintln!("kim-cm: {e}");

@@ -290,6 +290,9 @@ pub fn jwt_providers(cfg: &Config) -> Result<JwtProviders, StartError> {
 
 /// Checks everything `start` would need, without opening listeners.
 pub fn check(cfg: &Config) -> Result<(), StartError> {
+    if cfg.smtp_listener.is_empty() && cfg.pop3_listener.is_empty() {
+        return Err(StartError::Setup(crate::config::NO_LISTENER.into()));
+    }
     upstream_connector(cfg)?;
     for l in cfg.smtp_listener.iter().chain(cfg.pop3_listener.iter()) {
         acceptor(l)?;
@@ -300,6 +303,9 @@ pub fn check(cfg: &Config) -> Result<(), StartError> {
 
 /// Opens every listener of `cfg` and serves until the returned value is dropped.
 pub async fn start(cfg: Arc<Config>) -> Result<Running, StartError> {
+    if cfg.smtp_listener.is_empty() && cfg.pop3_listener.is_empty() {
+        return Err(StartError::Setup(crate::config::NO_LISTENER.into()));
+    }
     let connector = Arc::new(upstream_connector(&cfg)?);
     let spool = SpoolSettings {
         dir: cfg.proxy.data_dir.join("spool"),

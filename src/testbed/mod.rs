@@ -13,3 +13,4 @@ pub mod pop3;
 pub mod slapd;
 pub mod smtp;
 pub mod users;
+pub mod zsr;
