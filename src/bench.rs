@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use clap::Subcommand;
 
 mod konnektor;
+mod zsr;
 use tokio::io::{AsyncRead, ReadBuf};
 
 use crate::kim::login::Server;
@@ -72,6 +73,15 @@ pub enum Bench {
         /// Seconds per phase (sealing, then opening).
         #[arg(long, default_value_t = 5)]
         seconds: u64,
+    },
+    /// A full ZSR sync against the simulator: wall time, requests, peak RSS.
+    Zsr {
+        /// Numbers in the simulated register.
+        #[arg(long, default_value_t = 100_000)]
+        numbers: usize,
+        /// `limit` of one number-list page.
+        #[arg(long, default_value_t = 1000)]
+        page_size: u32,
     },
     /// The KAS blob path on one core, in memory: AES-256-GCM + SHA-256 of the
     /// plaintext, sealing and opening.
@@ -147,6 +157,9 @@ pub async fn run(what: Bench) -> BenchResult<()> {
     if let Bench::KasCrypto { mib } = what {
         return tokio::task::spawn_blocking(move || kas_crypto(mib)).await?;
     }
+    if let Bench::Zsr { numbers, page_size } = what {
+        return zsr::run(numbers, page_size).await;
+    }
     if let Bench::Konnektor {
         clients,
         size,
@@ -165,7 +178,7 @@ pub async fn run(what: Bench) -> BenchResult<()> {
     .await?;
     let sealed = match what {
         Bench::Relay { sealed, .. } | Bench::Large { sealed, .. } => sealed,
-        Bench::KasCrypto { .. } | Bench::Konnektor { .. } => false,
+        Bench::KasCrypto { .. } | Bench::Konnektor { .. } | Bench::Zsr { .. } => false,
     };
     let proxy = ProxyProcess::start(dir.path(), &fd, sealed)?;
     match what {
@@ -176,7 +189,7 @@ pub async fn run(what: Bench) -> BenchResult<()> {
             ..
         } => relay(&fd, &proxy, clients, size, Duration::from_secs(seconds)).await,
         Bench::Large { mib, .. } => large(&fd, &proxy, mib * 1024 * 1024).await,
-        Bench::KasCrypto { .. } | Bench::Konnektor { .. } => Ok(()),
+        Bench::KasCrypto { .. } | Bench::Konnektor { .. } | Bench::Zsr { .. } => Ok(()),
     }
 }
 
