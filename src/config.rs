@@ -56,6 +56,8 @@ pub struct Config {
     pub konnektor: Vec<KonnektorConfig>,
     /// The local admin page (issue 6); off when absent.
     pub admin: Option<AdminConfig>,
+    #[serde(default)]
+    pub helsenorge: Option<crate::sidecar::helsenorge::config::HelsenorgeConfig>,
 }
 
 /// The admin web page: on loopback only, with its own login.

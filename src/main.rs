@@ -84,6 +84,9 @@ enum Command {
     /// The Account Manager's service information: password rules, token lifetime,
     /// what registration requires.
     ServiceInfo(kim_cm::admin::cli::Common),
+    /// Helsenorge DigitaltAktivStatusEndringer (docs/helsenorge.md).
+    #[command(subcommand)]
+    Helsenorge(kim_cm::sidecar::helsenorge::cli::Command),
     /// Measure the proxy (see docs/performance.md).
     Bench {
         #[command(subcommand)]
@@ -483,6 +486,7 @@ fn main() -> ExitCode {
                 Box::pin(kim_cm::admin::cli::run_service_info(common, ops))
             })
         }
+        Command::Helsenorge(c) => kim_cm::sidecar::helsenorge::cli::run(&rt, c, init_logging),
         Command::Bench { what } => {
             init_logging(LogFormat::Text, "warn");
             rt.block_on(async {
