@@ -164,7 +164,10 @@ impl Reply {
     }
     /// Helsenorge's error body.
     fn service(status: StatusCode, code: &str, message: &str) -> Reply {
-        Reply::json(status, serde_json::json!({"Code": code, "Message": message}))
+        Reply::json(
+            status,
+            serde_json::json!({"Code": code, "Message": message}),
+        )
     }
     /// OAuth's error body (RFC 6749 5.2).
     fn oauth(error: &str, description: impl Into<String>) -> Reply {
@@ -190,6 +193,17 @@ fn expired_token() -> Reply {
         "SEC-110000",
         "Token is expired or invalid",
     )
+}
+
+/// `t` rounded up to the offset's step of 10 µs.
+fn round_up(t: OffsetDateTime) -> OffsetDateTime {
+    let step = OFFSET_STEP.as_nanos() as u32;
+    let rest = t.nanosecond() % step;
+    if rest == 0 {
+        t
+    } else {
+        t + Duration::from_nanos(u64::from(step - rest))
+    }
 }
 
 /// `claims[name]` as an integer.
@@ -269,7 +283,11 @@ impl HelsenorgeSim {
         if !aud_ok {
             return Err("aud is not this token endpoint".into());
         }
-        let (iat, nbf, exp) = (int(&claims, "iat")?, int(&claims, "nbf")?, int(&claims, "exp")?);
+        let (iat, nbf, exp) = (
+            int(&claims, "iat")?,
+            int(&claims, "nbf")?,
+            int(&claims, "exp")?,
+        );
         if exp - iat > MAX_ASSERTION_SECS {
             return Err(format!(
                 "the assertion lives {} s, more than {MAX_ASSERTION_SECS} s",
@@ -425,7 +443,13 @@ impl HelsenorgeSim {
                     fnr.push(c.fnr.clone());
                 }
             }
-            let new_offset = st.next_offset.take().unwrap_or_else(|| offset::format(latest));
+            // rounded up to the offset's step, so that no change it covers
+            // comes again next time
+            let latest = round_up(latest);
+            let new_offset = st
+                .next_offset
+                .take()
+                .unwrap_or_else(|| offset::format(latest));
             st.last_offset = Some(latest);
             st.stats.offsets_sent.push(new_offset.clone());
             Reply::json(
@@ -445,11 +469,7 @@ impl HelsenorgeSim {
             (&Method::GET, p) if p.eq_ignore_ascii_case(DEFAULT_CHANGES_PATH) => self.feed(parts),
             _ => Reply::service(StatusCode::NOT_FOUND, "NF-404", "no such resource"),
         };
-        tracing::info!(
-            path,
-            status = reply.status.as_u16(),
-            "helsenorge-sim call"
-        );
+        tracing::info!(path, status = reply.status.as_u16(), "helsenorge-sim call");
         reply
     }
 

@@ -42,9 +42,10 @@ impl std::fmt::Debug for ClientKey {
 impl ClientKey {
     /// Reads an unencrypted RSA private key (PEM, PKCS#8 or PKCS#1) from `path`.
     pub fn load(path: &Path, kid: &str) -> Result<ClientKey, String> {
-        let pem = Zeroizing::new(std::fs::read(path).map_err(|e| {
-            format!("cannot read the client key {}: {e}", path.display())
-        })?);
+        let pem = Zeroizing::new(
+            std::fs::read(path)
+                .map_err(|e| format!("cannot read the client key {}: {e}", path.display()))?,
+        );
         let key = PKey::private_key_from_pem(&pem).map_err(|_| {
             format!(
                 "{} is not an unencrypted PEM private key (PKCS#8 or PKCS#1)",
@@ -170,7 +171,9 @@ mod tests {
         let mut v = Verifier::new(MessageDigest::sha256(), &key).unwrap();
         v.update(format!("{}.{}", parts[0], parts[1]).as_bytes())
             .unwrap();
-        assert!(v.verify(&URL_SAFE_NO_PAD.decode(parts[2]).unwrap()).unwrap());
+        assert!(v
+            .verify(&URL_SAFE_NO_PAD.decode(parts[2]).unwrap())
+            .unwrap());
     }
 
     #[test]

@@ -97,8 +97,8 @@ impl AssertionSource {
         if let Some(s) = &self.scope {
             fields.push(("scope", s.as_str()));
         }
-        let token = oauth::token_request(&self.http, self.service, &endpoint, &fields, None, now)
-            .await?;
+        let token =
+            oauth::token_request(&self.http, self.service, &endpoint, &fields, None, now).await?;
         tracing::debug!(service = self.service, expires_at = %token.expires_at, "new access token");
         Ok(token)
     }

@@ -153,17 +153,28 @@ pub async fn run(
             });
         }
     }
-    let changes = client.changes(stored.as_ref().map(|c| c.value.as_str())).await?;
+    let changes = client
+        .changes(stored.as_ref().map(|c| c.value.as_str()))
+        .await?;
     if changes.offset.is_empty() {
         return Err(FeedError::Answer("its offset is empty".into()).into());
     }
     // never refused: the server knows its numbers; a warning is enough
     let mut invalid = 0;
     for (i, n) in changes.fnr.iter().enumerate() {
-        if let Err(e) = nin::validate(n, Rules { synthetic: true, ..rules }) {
+        if let Err(e) = nin::validate(
+            n,
+            Rules {
+                synthetic: true,
+                ..rules
+            },
+        ) {
             invalid += 1;
             if invalid <= MAX_DESCRIBED {
-                tracing::warn!(entry = i + 1, "Helsenorge sent an entry that is no valid identity number ({e}); it is kept");
+                tracing::warn!(
+                    entry = i + 1,
+                    "Helsenorge sent an entry that is no valid identity number ({e}); it is kept"
+                );
             }
         }
     }

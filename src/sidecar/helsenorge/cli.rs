@@ -69,10 +69,7 @@ async fn run_changes(args: ChangesArgs, init_logging: fn(LogFormat, &str)) -> Ex
             format!("config file {file} has no [helsenorge] section (see docs/helsenorge.md)"),
         );
     };
-    let base = args
-        .config
-        .parent()
-        .unwrap_or(std::path::Path::new("."));
+    let base = args.config.parent().unwrap_or(std::path::Path::new("."));
     if let Err(e) = hn.resolve(base) {
         return fail(2, format!("config file {file}: {e}"));
     }

@@ -160,9 +160,8 @@ impl ChangesClient {
             }
         }
         match status {
-            StatusCode::OK => serde_json::from_slice::<Changes>(&body).map_err(|e| {
-                FeedError::Answer(e.to_string().chars().take(MAX_QUOTED).collect())
-            }),
+            StatusCode::OK => serde_json::from_slice::<Changes>(&body)
+                .map_err(|e| FeedError::Answer(e.to_string().chars().take(MAX_QUOTED).collect())),
             StatusCode::BAD_REQUEST => Err(FeedError::BadRequest(error)),
             StatusCode::FORBIDDEN => Err(FeedError::Forbidden(error)),
             s => Err(FeedError::Status {
@@ -179,22 +178,28 @@ mod tests {
 
     #[test]
     fn error_bodies_in_any_case_and_what_counts_as_a_token_refusal() {
-        let e = ServiceError::parse(br#"{"Code":"SEC-110000","Message":"Token is expired or invalid"}"#);
+        let e = ServiceError::parse(
+            br#"{"Code":"SEC-110000","Message":"Token is expired or invalid"}"#,
+        );
         assert_eq!(e.code, "SEC-110000");
         assert!(refuses_token(StatusCode::FORBIDDEN, &e));
         let e2 = ServiceError::parse(br#"{"code":"sec-110000","message":"x"}"#);
         assert!(refuses_token(StatusCode::FORBIDDEN, &e2));
         let other = ServiceError::parse(br#"{"Code":"ACC-1","Message":"no access"}"#);
         assert!(!refuses_token(StatusCode::FORBIDDEN, &other));
-        assert!(refuses_token(StatusCode::UNAUTHORIZED, &ServiceError::parse(b"")));
+        assert!(refuses_token(
+            StatusCode::UNAUTHORIZED,
+            &ServiceError::parse(b"")
+        ));
         assert_eq!(ServiceError::parse(b"<html>"), ServiceError::default());
     }
 
     #[test]
     fn answers_in_the_documented_shape() {
-        let c: Changes =
-            serde_json::from_str(r#"{"offset":"2026-12-02T10:00:00.00000Z","fnr":["31129956715"]}"#)
-                .unwrap();
+        let c: Changes = serde_json::from_str(
+            r#"{"offset":"2026-12-02T10:00:00.00000Z","fnr":["31129956715"]}"#,
+        )
+        .unwrap();
         assert_eq!(c.fnr, vec!["31129956715"]);
         let c: Changes = serde_json::from_str(r#"{"Offset":"x","Fnr":[]}"#).unwrap();
         assert_eq!(c.offset, "x");

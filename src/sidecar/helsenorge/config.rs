@@ -140,7 +140,10 @@ impl HelsenorgeConfig {
             return Err("[helsenorge] client_id is empty".into());
         }
         if self.key_id.trim().is_empty() {
-            return Err("[helsenorge] key_id is empty: set the kid the public key is registered under".into());
+            return Err(
+                "[helsenorge] key_id is empty: set the kid the public key is registered under"
+                    .into(),
+            );
         }
         if self.auth == AuthMode::Helseid {
             if self.scope.is_none() {

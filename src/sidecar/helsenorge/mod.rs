@@ -51,11 +51,7 @@ pub fn changes_client(
     let source = auth::AssertionSource::new(cfg, key, http.clone());
     Ok(ChangesClient {
         http,
-        tokens: Arc::new(TokenCache::new(
-            Box::new(source),
-            clock,
-            auth::TOKEN_MARGIN,
-        )),
+        tokens: Arc::new(TokenCache::new(Box::new(source), clock, auth::TOKEN_MARGIN)),
         url: cfg.changes_url(),
     })
 }

@@ -85,7 +85,9 @@ pub enum NinError {
     CheckDigit2,
     #[error("the first six digits are not a date (DDMMYY), nor a D- or H-number's")]
     Date,
-    #[error("it is a synthetic test number ({0}), accepted only with --synthetic or `synthetic = true`")]
+    #[error(
+        "it is a synthetic test number ({0}), accepted only with --synthetic or `synthetic = true`"
+    )]
     SyntheticRefused(&'static str),
 }
 
@@ -203,7 +205,10 @@ pub fn complete(first9: &str) -> Option<String> {
 /// Like [`complete`] with K1 chosen so that its sum leaves `remainder` (1-3:
 /// numbers of the 2032 rule).
 pub fn complete_with_remainder(first9: &str, remainder: u32) -> Option<String> {
-    let d: Vec<u32> = first9.chars().map(|c| c.to_digit(10)).collect::<Option<_>>()?;
+    let d: Vec<u32> = first9
+        .chars()
+        .map(|c| c.to_digit(10))
+        .collect::<Option<_>>()?;
     if d.len() != 9 {
         return None;
     }
@@ -278,7 +283,10 @@ mod tests {
         assert_eq!((h.kind, h.birth_date), (Kind::HNumber, date(1980, 1, 1)));
         let fh = validate(&some("812345", 0, 0), STRICT).unwrap();
         assert_eq!((fh.kind, fh.birth_date), (Kind::FhNumber, None));
-        assert_eq!(validate(&some("999999", 0, 0), STRICT).unwrap().kind, Kind::FhNumber);
+        assert_eq!(
+            validate(&some("999999", 0, 0), STRICT).unwrap().kind,
+            Kind::FhNumber
+        );
         // a D-number's day 72 is no date
         assert_eq!(validate(&some("720180", 0, 0), STRICT), Err(NinError::Date));
     }
@@ -300,17 +308,26 @@ mod tests {
         let tenor_d = some("418180", 0, 0);
         for n in [&tenor, &syntpop, &tenor_d] {
             assert!(
-                matches!(validate(n, Rules::default()), Err(NinError::SyntheticRefused(_))),
+                matches!(
+                    validate(n, Rules::default()),
+                    Err(NinError::SyntheticRefused(_))
+                ),
                 "{n}"
             );
         }
         let t = validate(&tenor, TEST_ENV).unwrap();
-        assert_eq!((t.kind, t.synthetic), (Kind::Fodselsnummer, Some(Synthetic::Tenor)));
+        assert_eq!(
+            (t.kind, t.synthetic),
+            (Kind::Fodselsnummer, Some(Synthetic::Tenor))
+        );
         assert_eq!(t.birth_date, date(1980, 1, 1));
         let s = validate(&syntpop, TEST_ENV).unwrap();
         assert_eq!(s.synthetic, Some(Synthetic::SyntPop));
         let td = validate(&tenor_d, TEST_ENV).unwrap();
-        assert_eq!((td.kind, td.synthetic), (Kind::DNumber, Some(Synthetic::Tenor)));
+        assert_eq!(
+            (td.kind, td.synthetic),
+            (Kind::DNumber, Some(Synthetic::Tenor))
+        );
         // a synthetic number with a wrong check digit is still wrong
         let mut bad = tenor.clone().into_bytes();
         bad[10] = b'0' + (bad[10] - b'0' + 1) % 10;

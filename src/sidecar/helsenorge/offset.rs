@@ -69,7 +69,9 @@ mod tests {
             Some(datetime!(2026-12-02 10:00:01 UTC))
         );
         assert_eq!(parse("yesterday"), None);
-        assert_eq!(parse("2026-12-02T10:00:01.1234Z"), None);
+        // fewer digits: read as RFC 3339; no zone: no time
+        assert!(parse("2026-12-02T10:00:01.1234Z").is_some());
+        assert_eq!(parse("2026-12-02T10:00:01.12345"), None);
     }
 
     #[test]
