@@ -647,6 +647,67 @@ async fn sts_v2_mode_gets_its_token_at_the_sts() {
     assert_eq!(hn.stats().tokens_issued, 1);
 }
 
+/// Changes in one answer for [`a_large_answer_is_read_whole`]; the feed is not
+/// paged, and three months of all of Norway can be many.
+const LARGE_CHANGES: usize = 200_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_answer_is_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hn, clock) = manual(dir.path(), Duration::from_secs(3600)).await;
+    let cfg = config_for(&hn, |s| s);
+    assert_eq!(cfg.max_answer(), 64 << 20);
+    let client = changes_client(&cfg, clock.clone()).unwrap();
+    let at = clock.now() - Duration::from_secs(86400);
+    // 200 000 distinct valid numbers: D-numbers over ten years of days
+    let numbers: Vec<String> = (0..)
+        .filter_map(|i: u32| {
+            let day = 41 + i % 28;
+            let month = 1 + (i / 28) % 12;
+            let year = 80 + (i / 336) % 10;
+            nin::complete(&format!(
+                "{day:02}{month:02}{year:02}{:03}",
+                (i / 3360) % 500
+            ))
+        })
+        .take(LARGE_CHANGES)
+        .collect();
+    hn.add_changes(
+        numbers
+            .iter()
+            .map(|n| sim::Change { at, fnr: n.clone() })
+            .collect(),
+    );
+    let local: Vec<&str> = numbers.iter().step_by(1000).map(String::as_str).collect();
+    let patients = Patients::parse(&(local.join("\n") + "\n"), Rules::default());
+    assert_eq!(patients.numbers.len(), LARGE_CHANGES / 1000);
+    let store = Store::open(&dir.path().join("state.sqlite")).unwrap();
+    let c: Arc<dyn Clock> = clock.clone();
+    let mut out = Vec::new();
+    let started = std::time::Instant::now();
+    let o = changes::run(
+        &client,
+        &store,
+        &patients,
+        Rules::default(),
+        &c,
+        false,
+        &mut out,
+    )
+    .await
+    .unwrap();
+    // a measurement, not a condition
+    eprintln!(
+        "{} changes ({} bytes of JSON at least) read and intersected in {:?}",
+        o.changed,
+        o.changed * 14,
+        started.elapsed()
+    );
+    assert_eq!(o.changed, LARGE_CHANGES);
+    assert_eq!(o.recheck.len(), LARGE_CHANGES / 1000);
+    assert_eq!(o.invalid_from_server, 0);
+}
+
 #[test]
 fn identity_numbers_of_every_kind() {
     let strict = Rules {

@@ -489,11 +489,16 @@ impl HelsenorgeSim {
 
     /// Adds a change of `fnr` at `at`.
     pub fn add_change_at(&self, at: OffsetDateTime, fnr: &str) {
-        let mut st = self.lock();
-        st.changes.push(Change {
+        self.add_changes(vec![Change {
             at,
             fnr: fnr.to_string(),
-        });
+        }]);
+    }
+
+    /// Adds many changes at once.
+    pub fn add_changes(&self, changes: Vec<Change>) {
+        let mut st = self.lock();
+        st.changes.extend(changes);
         st.changes.sort_by_key(|c| c.at);
     }
 }
@@ -585,6 +590,11 @@ impl RunningHelsenorge {
     /// Adds a change of `fnr` at `at`.
     pub fn add_change_at(&self, at: OffsetDateTime, fnr: &str) {
         self.sim.add_change_at(at, fnr);
+    }
+
+    /// Adds many changes at once.
+    pub fn add_changes(&self, changes: Vec<Change>) {
+        self.sim.add_changes(changes);
     }
 
     /// Every token issued so far counts as expired (403 SEC-110000).
