@@ -58,6 +58,9 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// The SASIS ZSR register mirror (`kim-cm zsr`); off when absent.
     pub zsr: Option<crate::sidecar::zsr::config::ZsrConfig>,
+    /// The Helsenorge DigitaltAktiv change feed (`kim-cm helsenorge`); off when absent.
+    #[serde(default)]
+    pub helsenorge: Option<crate::sidecar::helsenorge::config::HelsenorgeConfig>,
 }
 
 /// Why `kim-cm serve` cannot run a config without listeners.
@@ -374,7 +377,7 @@ impl Config {
 
     /// Whether a sidecar (`kim-cm zsr`, ...) is configured.
     pub fn has_sidecar(&self) -> bool {
-        self.zsr.is_some()
+        self.zsr.is_some() || self.helsenorge.is_some()
     }
 
     /// Parses TOML text; `base` is the folder relative paths are taken from.

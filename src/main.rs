@@ -89,6 +89,9 @@ enum Command {
         #[command(subcommand)]
         what: kim_cm::sidecar::zsr::cli::ZsrCmd,
     },
+    /// Helsenorge DigitaltAktivStatusEndringer (docs/helsenorge.md).
+    #[command(subcommand)]
+    Helsenorge(kim_cm::sidecar::helsenorge::cli::Command),
     /// Measure the proxy (see docs/performance.md).
     Bench {
         #[command(subcommand)]
@@ -495,6 +498,7 @@ fn main() -> ExitCode {
                 Box::pin(kim_cm::admin::cli::run_service_info(common, ops))
             })
         }
+        Command::Helsenorge(c) => kim_cm::sidecar::helsenorge::cli::run(&rt, c, init_logging),
         Command::Bench { what } => {
             init_logging(LogFormat::Text, "warn");
             rt.block_on(async {

@@ -10,6 +10,7 @@
 
 pub mod clock;
 pub mod cursor;
+pub mod helsenorge;
 pub mod http;
 pub mod oauth;
 pub mod progress;

@@ -4,6 +4,7 @@
 pub mod account_manager;
 pub mod ca;
 pub mod fachdienst;
+pub mod helsenorge;
 pub mod kas;
 pub mod konnektor;
 pub mod limits;
