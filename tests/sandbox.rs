@@ -283,3 +283,66 @@ fn passwords_never_appear_in_logs(backend: Backend) {
         );
     }
 }
+
+/// Issue 7 item 9: the sandbox starts the simulated ZSR-Webservice and
+/// Helsenorge change feed and configures kim-cm for them, so both sidecar
+/// commands work on its config as they stand.
+#[test]
+fn the_sandbox_serves_both_sidecars() {
+    let sb = Sandbox::start();
+    let config = sb.addr("config_file");
+    let run = |args: &[&str]| {
+        let out = Command::new(common::kimcm::bin())
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run(&["zsr", "sync", "--no-progress", "--config", &config]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("new                2000"), "{out}");
+    let (code, out, err) = run(&["zsr", "sync", "--config", &config]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("ZSR sync (delta)") && out.contains("unchanged"),
+        "{out}"
+    );
+
+    let patients = sb.addr("patients_file");
+    let listed: Vec<String> = std::fs::read_to_string(&patients)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let (code, out, err) = run(&[
+        "helsenorge",
+        "changes",
+        "--config",
+        &config,
+        "--patients",
+        &patients,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let recheck: Vec<&str> = out.lines().collect();
+    assert!(!recheck.is_empty() && recheck.len() < listed.len(), "{out}");
+    assert!(
+        recheck.iter().all(|p| listed.iter().any(|l| l == p)),
+        "{out}"
+    );
+    // the offset is kept: nothing new the second time
+    let (code, out, err) = run(&[
+        "helsenorge",
+        "changes",
+        "--config",
+        &config,
+        "--patients",
+        &patients,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "", "{out}");
+}

@@ -3,6 +3,7 @@
 //! configured against it from a real config file, all on loopback.
 
 pub mod demo;
+pub mod sidecars;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,9 @@ pub struct Ports {
     pub admin: u16,
     /// The simulated Account Manager.
     pub account_manager: u16,
+    /// The simulated SASIS ZSR-Webservice and Helsenorge change feed.
+    pub zsr: u16,
+    pub helsenorge: u16,
 }
 
 impl Ports {
@@ -48,6 +52,8 @@ impl Ports {
         fd_pop3: 2995,
         admin: 2080,
         account_manager: 2443,
+        zsr: 2444,
+        helsenorge: 2445,
     };
     /// Ports chosen by the system (for tests running side by side).
     pub const ANY: Ports = Ports {
@@ -57,6 +63,8 @@ impl Ports {
         fd_pop3: 0,
         admin: 0,
         account_manager: 0,
+        zsr: 0,
+        helsenorge: 0,
     };
 }
 
@@ -86,6 +94,13 @@ pub struct SandboxInfo {
     pub account_manager_url: Option<String>,
     #[serde(default)]
     pub account_manager_dir: Option<PathBuf>,
+    /// The simulated sidecar services and the example patients file.
+    #[serde(default)]
+    pub zsr_url: Option<String>,
+    #[serde(default)]
+    pub helsenorge_url: Option<String>,
+    #[serde(default)]
+    pub patients_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -148,6 +163,7 @@ pub struct Sandbox {
     /// The directory, when it is in slapd (stopped on drop).
     pub ldap: Option<Slapd>,
     pub account_manager: RunningAccountManager,
+    pub sidecars: sidecars::Sidecars,
     _proxy: Running,
 }
 
@@ -211,6 +227,8 @@ pub async fn start(
         ports.admin,
         data_dir.join("admin-password.hash").display()
     ));
+    let (sidecars, sections) = sidecars::start(&data_dir, ports, &fd.tls).await?;
+    text.push_str(&sections);
     if let Some(k) = &konnektor {
         text = with_konnektor(&text, k);
     }
@@ -254,6 +272,9 @@ pub async fn start(
         admin_password,
         account_manager_url: Some(account_manager.base_url.clone()),
         account_manager_dir: Some(account_manager.dir.clone()),
+        zsr_url: Some(sidecars.zsr.base_url()),
+        helsenorge_url: Some(sidecars.helsenorge.base_url.clone()),
+        patients_file: Some(sidecars.patients_file.clone()),
     };
     ca::write_private(
         &data_dir.join("sandbox.json"),
@@ -265,6 +286,7 @@ pub async fn start(
         konnektor,
         ldap,
         account_manager,
+        sidecars,
         _proxy: proxy,
     })
 }
@@ -484,6 +506,15 @@ impl SandboxInfo {
                  register: kim-cm account register --config {} --reference-id <id> <address>\n",
                 dir.display(),
                 self.config_file.display()
+            ));
+        }
+        if let (Some(zsr), Some(hn), Some(patients)) =
+            (&self.zsr_url, &self.helsenorge_url, &self.patients_file)
+        {
+            s.push_str(&format!(
+                "Sidecars (simulated):\n  SASIS ZSR {zsr}\n    kim-cm zsr sync --config {c}\n  Helsenorge {hn}\n    kim-cm helsenorge changes --config {c} --patients {}\n",
+                patients.display(),
+                c = self.config_file.display()
             ));
         }
         s.push_str(&format!(

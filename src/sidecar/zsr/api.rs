@@ -275,6 +275,11 @@ impl ZsrApi {
         }
     }
 
+    /// `limit` of one number-list page.
+    pub fn page_size(&self) -> u32 {
+        self.page_size
+    }
+
     /// The rate outside the window.
     pub fn slow_rate(&self) -> u32 {
         self.slow

@@ -62,7 +62,7 @@ fn minutes(d: Duration) -> u64 {
 async fn pace(
     api: &ZsrApi,
     full: bool,
-    estimate: u64,
+    estimate: Option<u64>,
     outside: OutsideWindow,
     say: &(dyn Fn(&str) + Sync),
 ) -> String {
@@ -88,10 +88,16 @@ async fn pace(
         )
     } else {
         let rate = api.slow_rate();
+        let how_long = match estimate {
+            Some(n) => format!(
+                " (about {} minutes for some {n} requests)",
+                n.div_ceil(u64::from(rate)).max(1)
+            ),
+            None => String::new(),
+        };
         format!(
-            "outside the batch window {}: at most {rate} requests a minute (about {} minutes for {estimate} requests)",
-            w.text,
-            estimate.div_ceil(u64::from(rate))
+            "outside the batch window {}: at most {rate} requests a minute{how_long}",
+            w.text
         )
     };
     say(&format!(
@@ -124,8 +130,18 @@ pub async fn sync(
     // the client's counters run across syncs
     let (requests_before, counts_before) = (api.requests(), api.counts());
     let local = mirror::numbers(store).map_err(store_err)?;
-    // a rough count for the pace sentence: the list pages and the details
-    let estimate = (local.len() as u64).max(1) / DETAIL_BATCH as u64 + 2;
+    // a rough count for the pace sentence, from the mirror's size (none the
+    // first time): the list pages and, for a full sync, the details
+    let n = local.len() as u64;
+    let estimate = (n > 0).then(|| {
+        let pages = n.div_ceil(u64::from(api.page_size()));
+        pages
+            + if full {
+                n.div_ceil(DETAIL_BATCH as u64)
+            } else {
+                pages + 1
+            }
+    });
     let mut s = Summary {
         full,
         pace: pace(api, full, estimate, opts.outside, say).await,
