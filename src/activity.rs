@@ -11,6 +11,8 @@ use std::sync::Mutex;
 
 use time::OffsetDateTime;
 
+use crate::metrics;
+
 /// Bound on the stored text of a problem (a reply text, an error code and why).
 const MAX_PROBLEM_CHARS: usize = 200;
 
@@ -59,6 +61,21 @@ impl Activity {
     /// The reply a client got for a mail of `bytes`.
     pub fn send_outcome(&self, account: &str, code: u16, text: &str, bytes: u64) {
         let now = OffsetDateTime::now_utc();
+        let label = account.to_ascii_lowercase();
+        if code == 250 {
+            metrics::inc("kimcm_mails_sent_total", &[("account", &label)]);
+            metrics::add(
+                "kimcm_mail_bytes_sent_total",
+                &[("account", &label)],
+                bytes as f64,
+            );
+        } else {
+            let reason = metrics::reply_reason(code, text);
+            metrics::inc(
+                "kimcm_mails_refused_total",
+                &[("account", &label), ("reason", &reason)],
+            );
+        }
         self.update(account, |a| {
             if code == 250 {
                 a.sent += 1;
@@ -74,6 +91,18 @@ impl Activity {
     /// A KIM mail opened on RETR; `problem` is None when it decrypted and verified.
     pub fn opened(&self, account: &str, problem_text: Option<String>) {
         let now = OffsetDateTime::now_utc();
+        let result = if problem_text.is_some() {
+            "problem"
+        } else {
+            "ok"
+        };
+        metrics::inc(
+            "kimcm_mails_opened_total",
+            &[
+                ("account", &account.to_ascii_lowercase()),
+                ("result", result),
+            ],
+        );
         self.update(account, |a| {
             a.opened += 1;
             a.last_opened = Some(now);

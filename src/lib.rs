@@ -14,6 +14,7 @@ pub mod limits;
 pub mod listener;
 pub mod memory;
 pub mod message;
+pub mod metrics;
 pub mod net;
 pub mod pop3;
 pub mod proxy;

@@ -97,13 +97,25 @@ impl Limits {
             });
         if let Some((l, age)) = &cached {
             if *age >= 0 && (*age as u64) < REFRESH_AFTER.as_secs() {
+                crate::metrics::inc(
+                    "kimcm_cache_lookups_total",
+                    &[("cache", "limits"), ("result", "hit")],
+                );
                 return Ok(l.clone());
             }
         }
+        crate::metrics::inc(
+            "kimcm_cache_lookups_total",
+            &[("cache", "limits"), ("result", "miss")],
+        );
         match self.fetch(account, password).await {
             Ok(l) => Ok(l),
             Err(why) => match cached {
                 Some((l, age)) if age >= 0 && (age as u64) < CACHE_VALID.as_secs() => {
+                    crate::metrics::inc(
+                        "kimcm_cache_lookups_total",
+                        &[("cache", "limits"), ("result", "stale")],
+                    );
                     tracing::warn!(%account, "getLimits failed, using the cached limits ({age} s old): {why}");
                     Ok(l)
                 }

@@ -463,3 +463,130 @@ fn account_forms_answer_with_the_command_lines_words() {
     }
     assert!(log.contains("admin page: not done"), "{log}");
 }
+
+/// The value of the metric line `name{labels}` in a scrape, if present.
+fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+/// Issue 9 item 1: Prometheus metrics and health endpoints on the admin port,
+/// read without a login: mails sent, refused with their reply code and opened
+/// per account, bytes, Konnektor calls with their times, the cache, upstream
+/// health and a sidecar's last sync; no content and no secret in them.
+#[test]
+fn metrics_and_health_on_the_admin_port() {
+    let sb = Sandbox::start_on(Backend::Konnektor);
+    let b = Browser::new(&sb, "metrics");
+    let (alice, alice_pw, ..) = sb.account(0);
+    let (bob, ..) = sb.account(1);
+    let smtp = sb.addr("proxy_smtp");
+    let (code, err) = send_as(&sb, 0, &smtp, &mail(sb.dir.path(), &alice, &bob), &[&bob]);
+    assert_eq!(code, 0, "{err}");
+    let got = fetch_as(&sb, 1, &sb.addr("proxy_pop3"), 1);
+    assert!(String::from_utf8_lossy(&got).contains("X-KIM-DecryptionResult: 00"));
+    let nobody = "nobody@praxis-c.kim.test";
+    let (code, _) = send_as(
+        &sb,
+        0,
+        &smtp,
+        &mail(sb.dir.path(), &alice, nobody),
+        &[nobody],
+    );
+    assert_ne!(code, 0);
+    let out = std::process::Command::new(common::kimcm::bin())
+        .args(["zsr", "sync", "--config", &sb.addr("config_file")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let (status, text) = b.get("/metrics");
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains("# TYPE kimcm_mails_sent_total counter"),
+        "{text}"
+    );
+    let a = format!("account=\"{alice}\"");
+    assert_eq!(
+        metric(&text, &format!("kimcm_mails_sent_total{{{a}}}")),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(metric(&text, &format!("kimcm_mail_bytes_sent_total{{{a}}}")).unwrap() > 50.0);
+    assert_eq!(
+        metric(
+            &text,
+            &format!("kimcm_mails_refused_total{{{a},reason=\"451 4.7.5\"}}")
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!("kimcm_mails_opened_total{{account=\"{bob}\",result=\"ok\"}}")
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    // the card signed and decrypted through the Konnektor, each call timed
+    assert!(
+        text.contains("kimcm_konnektor_calls_total{operation="),
+        "{text}"
+    );
+    assert!(text
+        .lines()
+        .any(|l| l.starts_with("kimcm_konnektor_call_seconds_count{") && !l.ends_with(" 0")));
+    // the directory is slapd behind the certificate cache; the limits are cached
+    assert!(
+        text.contains("kimcm_cache_lookups_total{cache=\"certificates\",result=\"miss\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kimcm_cache_lookups_total{cache=\"limits\",result="),
+        "{text}"
+    );
+    assert!(
+        text.contains("kimcm_upstream_up{service=\"Fachdienst SMTP\""),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "kimcm_sidecar_last_success_timestamp_seconds{sidecar=\"zsr\",cursor=\"last_sync\"}"
+        ),
+        "{text}"
+    );
+    for secret in [alice_pw.as_str(), "Befund"] {
+        assert!(
+            !text.contains(secret),
+            "a password or content in the metrics"
+        );
+    }
+
+    let (status, text) = b.get("/healthz");
+    assert_eq!((status, text.as_str()), (200, "ok\n"));
+    let (status, text) = b.get("/readyz");
+    assert_eq!(status, 200, "{text}");
+    assert!(text.lines().all(|l| l.starts_with("up ")), "{text}");
+    // a name that is not the loopback address: refused as everywhere on the port
+    let url = b.url("/metrics");
+    let (_, out, _) = curl_within(
+        PAGE_SECS,
+        &[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            "Host: evil.example",
+            &url,
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&out), "421");
+}

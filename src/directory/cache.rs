@@ -34,10 +34,18 @@ impl<D: Directory> Cached<D> {
 
     fn fresh(&self, key: &str) -> Option<Entry> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries
+        let found = entries
             .get(key)
             .filter(|(at, _)| at.elapsed() < self.ttl)
-            .map(|(_, e)| e.clone())
+            .map(|(_, e)| e.clone());
+        crate::metrics::inc(
+            "kimcm_cache_lookups_total",
+            &[
+                ("cache", "certificates"),
+                ("result", if found.is_some() { "hit" } else { "miss" }),
+            ],
+        );
+        found
     }
 
     fn keep(&self, key: String, entry: &Entry) {

@@ -399,7 +399,12 @@ impl SendPipeline {
             recipients: &allowed,
             expires: &expires,
         };
-        let uploaded = add_mail_data(&form, data, &kas.http).await.map_err(|e| {
+        let uploaded = add_mail_data(&form, data, &kas.http).await;
+        crate::metrics::inc(
+            "kimcm_kas_uploads_total",
+            &[("result", if uploaded.is_ok() { "ok" } else { "error" })],
+        );
+        let uploaded = uploaded.map_err(|e| {
             tracing::warn!(%account, size, "KAS upload failed: {e}");
             match e {
                 // A_22419-01
@@ -432,6 +437,11 @@ impl SendPipeline {
             }
         })?;
         tracing::info!(%account, size, link = %uploaded.link, "mail data stored on the KAS");
+        crate::metrics::add(
+            "kimcm_kas_upload_bytes_total",
+            &[],
+            crate::crypto::kas_blob::sealed_len(uploaded.size) as f64,
+        );
         let attachment = kas::KimAttachment {
             link: uploaded.link.clone(),
             k: uploaded.blob.k.clone(),

@@ -122,6 +122,7 @@ impl Konnektor {
         )?;
         self.calls.fetch_add(1, Ordering::Relaxed);
         let s = &self.settings;
+        let started = std::time::Instant::now();
         let r = soap::exchange(
             &url,
             Some(action),
@@ -131,13 +132,30 @@ impl Konnektor {
             operation,
         )
         .await;
+        crate::metrics::observe(
+            "kimcm_konnektor_call_seconds",
+            &[("operation", operation)],
+            started.elapsed(),
+        );
         let (status, answer) = match r {
             Ok(a) => a,
             Err(e) => {
+                crate::metrics::inc(
+                    "kimcm_konnektor_calls_total",
+                    &[("operation", operation), ("result", "unreachable")],
+                );
                 *self.endpoints.lock().await = None;
                 return Err(e);
             }
         };
-        soap::answer(status, &answer, operation, read)
+        let answered = soap::answer(status, &answer, operation, read);
+        crate::metrics::inc(
+            "kimcm_konnektor_calls_total",
+            &[
+                ("operation", operation),
+                ("result", if answered.is_ok() { "ok" } else { "fault" }),
+            ],
+        );
+        answered
     }
 }

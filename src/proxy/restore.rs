@@ -100,9 +100,11 @@ impl KasFetcher {
             let max = crate::crypto::kas_blob::sealed_len(a.size.min(MAX_MAIL_DATA));
             match download_mail_data(&a.link, address, &self.http, &path, max).await {
                 Ok(n) => {
+                    crate::metrics::inc("kimcm_kas_downloads_total", &[("result", "ok")]);
                     tracing::info!(user = %address, bytes = n, "mail data downloaded from the KAS")
                 }
                 Err(e) => {
+                    crate::metrics::inc("kimcm_kas_downloads_total", &[("result", "error")]);
                     let too_many = matches!(e, KasReadError::TooMany);
                     tracing::warn!(user = %address, "KAS download failed: {e}");
                     let code = if too_many {

@@ -49,6 +49,28 @@ pub fn set_in(
     .map(drop)
 }
 
+/// Every cursor: (service, name, cursor).
+pub fn all(store: &Store) -> Result<Vec<(String, String, Cursor)>, StoreError> {
+    store.read(|c| {
+        let mut st = c.prepare(
+            "SELECT service, name, value, updated FROM sidecar_cursor ORDER BY service, name",
+        )?;
+        let rows = st.query_map([], |r| {
+            let updated: i64 = r.get(3)?;
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                Cursor {
+                    value: r.get(2)?,
+                    updated: OffsetDateTime::from_unix_timestamp(updated)
+                        .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                },
+            ))
+        })?;
+        rows.collect()
+    })
+}
+
 /// The cursor `service`/`name`, if set.
 pub fn get(store: &Store, service: &str, name: &str) -> Result<Option<Cursor>, StoreError> {
     store.read(|c| get_in(c, service, name))

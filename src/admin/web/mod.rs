@@ -212,6 +212,10 @@ async fn answer(req: Request<Incoming>, state: &AdminState) -> Reply {
     let csrf = token.as_deref().and_then(|t| state.sessions.check(t));
     match (req.method().clone(), req.uri().path()) {
         (Method::GET, "/login") => html(StatusCode::OK, page::login(None, "")),
+        // for monitoring, without login: loopback only, no content, no secret
+        (Method::GET, "/metrics") => metrics(state).await,
+        (Method::GET, "/healthz") => plain(StatusCode::OK, "ok\n"),
+        (Method::GET, "/readyz") => ready(state).await,
         (Method::POST, "/login") => login(req, state).await,
         (Method::GET, "/") => match csrf {
             Some(csrf) => dashboard(state, &csrf, false).await,
@@ -271,6 +275,67 @@ async fn answer(req: Request<Incoming>, state: &AdminState) -> Reply {
         }
         _ => plain(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+/// `/metrics`: the registry, the upstreams' health (as the page last probed
+/// them, at most HEALTH_CACHE old) and the sidecars' cursors.
+async fn metrics(state: &AdminState) -> Reply {
+    let (_, health) = state.probes.check(false).await;
+    let mut gauges: Vec<crate::metrics::Gauge> = health
+        .iter()
+        .map(|h| crate::metrics::Gauge {
+            name: "kimcm_upstream_up",
+            labels: vec![("service", h.name.clone()), ("target", h.target.clone())],
+            value: if h.ok { 1.0 } else { 0.0 },
+        })
+        .collect();
+    if let Some(store) = &state.store {
+        for (service, name, c) in crate::sidecar::cursor::all(store).unwrap_or_default() {
+            gauges.push(crate::metrics::Gauge {
+                name: "kimcm_sidecar_last_success_timestamp_seconds",
+                labels: vec![("sidecar", service), ("cursor", name)],
+                value: c.updated.unix_timestamp() as f64,
+            });
+        }
+    }
+    let mut r = Response::new(Full::new(Bytes::from(crate::metrics::render(&gauges))));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    secure(r.headers_mut());
+    r
+}
+
+/// `/readyz`: 200 when every upstream answered its last probe, else 503, with
+/// one line per upstream.
+async fn ready(state: &AdminState) -> Reply {
+    let (_, health) = state.probes.check(false).await;
+    let text: String = health
+        .iter()
+        .map(|h| {
+            format!(
+                "{} {} {}: {}\n",
+                if h.ok { "up" } else { "down" },
+                h.name,
+                h.target,
+                h.detail
+            )
+        })
+        .collect();
+    let status = if health.iter().all(|h| h.ok) {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut r = Response::new(Full::new(Bytes::from(text)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    secure(r.headers_mut());
+    r
 }
 
 fn stale_form() -> Reply {
