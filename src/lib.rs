@@ -20,6 +20,7 @@ pub mod pop3;
 pub mod proxy;
 pub mod sandbox;
 pub mod serve;
+pub mod shutdown;
 pub mod sidecar;
 pub mod smtp;
 pub mod spool;

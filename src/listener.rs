@@ -31,7 +31,8 @@ pub struct ListenerSettings {
 }
 
 /// Accepts connections and runs `session` for each, at most
-/// [`MAX_SESSIONS_PER_LISTENER`] at once, until the task is dropped.
+/// [`MAX_SESSIONS_PER_LISTENER`] at once, until the task is dropped or the
+/// shutdown begins; each session counts as in flight until it ends.
 pub async fn accept_loop<F, Fut>(listener: TcpListener, timeout: Duration, session: F)
 where
     F: Fn(Conn) -> Fut,
@@ -42,7 +43,12 @@ where
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let (tcp, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            // the listening socket closes with this task: new clients are refused
+            _ = crate::shutdown::requested() => return,
+        };
+        let (tcp, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!("accept failed: {e}");
@@ -51,10 +57,11 @@ where
             }
         };
         let _ = tcp.set_nodelay(true);
+        let guard = crate::shutdown::SessionGuard::new();
         let fut = session(Conn::new(Stream::Plain(tcp), peer, timeout));
         tokio::spawn(async move {
             fut.await;
-            drop(slot);
+            drop((slot, guard));
         });
     }
 }

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
@@ -247,17 +246,13 @@ fn main() -> ExitCode {
             };
             init_logging(cfg.log.format, &cfg.log.level);
             rt.block_on(async {
-                let running = match serve::start(Arc::new(cfg)).await {
-                    Ok(r) => r,
+                match serve::run(&config, cfg).await {
+                    Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
                         eprintln!("kim-cm: {e}");
-                        return ExitCode::from(1);
+                        ExitCode::from(1)
                     }
-                };
-                serve::shutdown_signal().await;
-                tracing::info!("shutting down");
-                drop(running);
-                ExitCode::SUCCESS
+                }
             })
         }
         Command::Sandbox {

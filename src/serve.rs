@@ -78,6 +78,89 @@ impl Drop for Running {
     }
 }
 
+impl Running {
+    /// Stops the listeners and the admin page and waits until their sockets
+    /// are closed (so the same addresses can be bound again); sessions in
+    /// flight go on.
+    pub async fn stop(mut self) {
+        let tasks = std::mem::take(&mut self.tasks);
+        for t in &tasks {
+            t.abort();
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Runs the proxy of `cfg` (loaded from `path`) until SIGTERM or Ctrl-C, then
+/// shuts down gracefully ([`crate::shutdown`]); SIGHUP reloads the config: a
+/// config that does not load, check or start is refused with a log line and
+/// the running one stays.
+pub async fn run(path: &std::path::Path, cfg: Config) -> Result<(), StartError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut cfg = Arc::new(cfg);
+    let mut running = start(cfg.clone()).await?;
+    let (mut term, mut hup) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) {
+        (Ok(t), Ok(h)) => (t, h),
+        _ => {
+            return Err(StartError::Setup(
+                "cannot listen for SIGTERM and SIGHUP".into(),
+            ))
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = hup.recv() => {
+                let loaded = Config::load(path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|c| check(&c).map(|_| c).map_err(|e| e.to_string()));
+                let new = match loaded {
+                    Ok(c) => Arc::new(c),
+                    Err(e) => {
+                        tracing::error!("SIGHUP: the config was not reloaded, the running one stays: {e}");
+                        continue;
+                    }
+                };
+                running.stop().await;
+                running = match start(new.clone()).await {
+                    Ok(r) => {
+                        cfg = new;
+                        tracing::info!(
+                            in_flight = crate::shutdown::in_flight(),
+                            "SIGHUP: config reloaded; sessions in flight go on with the previous settings"
+                        );
+                        r
+                    }
+                    Err(e) => {
+                        tracing::error!("SIGHUP: the reloaded config does not start ({e}); going on with the previous one");
+                        start(cfg.clone()).await?
+                    }
+                };
+            }
+        }
+    }
+    crate::shutdown::begin();
+    tracing::info!(
+        in_flight = crate::shutdown::in_flight(),
+        "shutting down: no new sessions; sessions in flight get up to {} s",
+        crate::shutdown::SHUTDOWN_GRACE.as_secs()
+    );
+    running.stop().await;
+    let left = crate::shutdown::drain(crate::shutdown::SHUTDOWN_GRACE).await;
+    if left > 0 {
+        tracing::warn!("{left} sessions still running were cut at shutdown");
+    }
+    let cleared = crate::shutdown::clear_spool(&cfg.proxy.data_dir.join("spool"));
+    tracing::info!(spool_files_removed = cleared, "stopped");
+    Ok(())
+}
+
 /// The TLS connector towards the Fachdienst, from the `[upstream]` section.
 pub fn upstream_connector(cfg: &Config) -> Result<SslConnector, StartError> {
     let password = match &cfg.upstream.client_pkcs12_password_file {

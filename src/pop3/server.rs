@@ -267,8 +267,18 @@ async fn session<B: Backend>(
         return End::ClientGone;
     }
     loop {
+        // between commands a shutdown ends the session without the UPDATE
+        // state: nothing the client marked is deleted (RFC 1939 6)
+        let read = tokio::select! {
+            biased;
+            _ = crate::shutdown::requested() => {
+                let _ = respond(conn, false, "[SYS/TEMP] kim-cm is shutting down, try again later").await;
+                return End::Closed("shutdown");
+            }
+            r = conn.read_line(MAX_AUTH_LINE) => r,
+        };
         // read with the SASL bound, then hold every other command to the shorter one
-        let flow = match conn.read_line(MAX_AUTH_LINE).await {
+        let flow = match read {
             Ok(line) if line.len() > MAX_COMMAND_LINE && !command::is_auth(&line) => {
                 bad_command(conn, st, "line too long").await
             }

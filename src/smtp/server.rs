@@ -184,7 +184,21 @@ async fn session<B: Backend>(
     }
     say!(conn, 220, format!("{} ESMTP", settings.name));
     loop {
-        let line = match conn.read_line(MAX_COMMAND_LINE).await {
+        // between commands a shutdown ends the session (a mail in DATA is
+        // finished first: it is read elsewhere)
+        let read = tokio::select! {
+            biased;
+            _ = crate::shutdown::requested() => {
+                let _ = reply(
+                    conn,
+                    &Reply::new(421, format!("4.3.2 {} Service shutting down, try again later", settings.name)),
+                )
+                .await;
+                return End::Closed("shutdown");
+            }
+            r = conn.read_line(MAX_COMMAND_LINE) => r,
+        };
+        let line = match read {
             Ok(l) => l,
             Err(ReadError::TooLong(_)) => {
                 st.bad_commands += 1;

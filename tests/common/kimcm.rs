@@ -88,6 +88,34 @@ impl KimCm {
         strip_ansi(&std::fs::read_to_string(&self.log_path).unwrap_or_default())
     }
 
+    /// Sends `signal` (e.g. "TERM", "HUP") to the process.
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{signal}");
+    }
+
+    /// Waits up to `bound` for the process to end; its exit code.
+    pub fn wait_exit(&mut self, bound: Duration) -> Option<i32> {
+        let end = Instant::now() + bound;
+        while Instant::now() < end {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// The config file it runs with.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("kim-cm.toml")
+    }
+
     /// Waits until the log contains `needle` (log lines are written asynchronously).
     pub fn wait_log(&self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
