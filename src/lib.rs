@@ -8,6 +8,7 @@ pub mod config;
 pub mod crypto;
 pub mod directory;
 pub mod http;
+pub mod keyfiles;
 pub mod kim;
 pub mod konnektor;
 pub mod limits;

@@ -376,6 +376,7 @@ pub fn check(cfg: &Config) -> Result<(), StartError> {
     if cfg.smtp_listener.is_empty() && cfg.pop3_listener.is_empty() {
         return Err(StartError::Setup(crate::config::NO_LISTENER.into()));
     }
+    crate::keyfiles::check_all(cfg).map_err(StartError::Setup)?;
     upstream_connector(cfg)?;
     for l in cfg.smtp_listener.iter().chain(cfg.pop3_listener.iter()) {
         acceptor(l)?;
@@ -389,6 +390,7 @@ pub async fn start(cfg: Arc<Config>) -> Result<Running, StartError> {
     if cfg.smtp_listener.is_empty() && cfg.pop3_listener.is_empty() {
         return Err(StartError::Setup(crate::config::NO_LISTENER.into()));
     }
+    crate::keyfiles::check_all(&cfg).map_err(StartError::Setup)?;
     let connector = Arc::new(upstream_connector(&cfg)?);
     let spool = SpoolSettings {
         dir: cfg.proxy.data_dir.join("spool"),

@@ -87,3 +87,51 @@ fn check_config_reports_missing_files_and_accepts_good_ones() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
 }
+
+/// Issue 9 item 7: a secret file others may read stops check-config and serve
+/// with the file and the fix named; owner-only, the same config is fine.
+#[test]
+fn a_key_file_readable_by_others_is_refused_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let tls = kim_cm::testbed::ca::make_tls_ca(dir.path(), &[]).unwrap();
+    std::fs::create_dir(dir.path().join("certs")).unwrap();
+    let path = dir.path().join("kim-cm.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[upstream]\nca_file = \"ca.pem\"\n[[smtp_listener]]\naddress = \"127.0.0.1:0\"\ntls = \"implicit\"\n\
+             cert = \"{}\"\nkey = \"{}\"\n[directory]\nfolder = \"certs\"\n",
+            tls.server_cert.display(),
+            tls.server_key.display()
+        ),
+    )
+    .unwrap();
+    let run = |cmd: &str| {
+        let mut c = Command::new(bin());
+        match cmd {
+            "serve" => c.args(["serve", "--config"]),
+            _ => c.arg("check-config"),
+        };
+        let out = c.arg(&path).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    std::fs::set_permissions(&tls.server_key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for cmd in ["check-config", "serve"] {
+        let (code, err) = run(cmd);
+        assert_ne!(code, Some(0), "{cmd}: {err}");
+        assert!(
+            err.contains(&format!(
+                "the listener's TLS key {} may be read by other users (mode 644)",
+                tls.server_key.display()
+            )) && err.contains("chmod 600"),
+            "{cmd}: {err}"
+        );
+    }
+    std::fs::set_permissions(&tls.server_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, err) = run("check-config");
+    assert_eq!(code, Some(0), "{err}");
+}

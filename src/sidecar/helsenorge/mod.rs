@@ -35,6 +35,7 @@ pub fn changes_client(
     cfg: &HelsenorgeConfig,
     clock: Arc<dyn Clock>,
 ) -> Result<ChangesClient, String> {
+    crate::keyfiles::check(&cfg.key_file, "[helsenorge] key_file")?;
     let key = ClientKey::load(&cfg.key_file, &cfg.key_id)
         .map_err(|e| format!("[helsenorge] key_file: {e}"))?;
     let connector = crate::net::tls::connector(&cfg.ca_file, None)
