@@ -87,9 +87,11 @@ pub struct Credentials {
 pub struct Faults {
     /// Tokens issued from now on live this long.
     pub token_lifetime: Option<Duration>,
-    /// The next SOAP call (past the token check) is answered with this fault
-    /// (faultcode, faultstring) over HTTP 500.
+    /// A SOAP call (past the token and shape checks) is answered with this
+    /// fault (faultcode, faultstring) over HTTP 500, once ...
     pub fault_next: Option<(String, String)>,
+    /// ... after this many calls were answered normally.
+    pub fault_skip: usize,
     /// Rows of this employeeId get this error (code, message).
     pub row_errors: HashMap<String, (String, String)>,
 }
@@ -526,7 +528,7 @@ fn operation(sim: &Sim, body: &[u8]) -> (String, Reply) {
             let Some(created_at) = child_text(&op, "createdAt").filter(|d| date(d).is_some()) else {
                 return (name, fault("Client", "createdAt must be a date (YYYY-MM-DD)"));
             };
-            if let Some((c, s)) = sim.lock().faults.fault_next.take() {
+            if let Some((c, s)) = take_fault(sim) {
                 return (name, fault(&c, &s));
             }
             sim.lock().stats.nones.push(NoIncident {
@@ -577,7 +579,7 @@ fn new_incidents(sim: &Sim, op: &Node<'_, '_>, careflex_id: String, apitoken: St
             ),
         );
     }
-    if let Some((c, s)) = sim.lock().faults.fault_next.take() {
+    if let Some((c, s)) = take_fault(sim) {
         return fault(&c, &s);
     }
     let row_errors = sim.lock().faults.row_errors.clone();
@@ -636,6 +638,17 @@ fn new_incidents(sim: &Sim, op: &Node<'_, '_>, careflex_id: String, apitoken: St
             "<ns3:NewIncidentResponse xmlns:ns3=\"{NS_V2}\">\n<importId>{import_id}</importId>\n<incidentResponseList>{rows}</incidentResponseList></ns3:NewIncidentResponse>"
         ),
     )
+}
+
+/// The ordered fault, if it is due now.
+fn take_fault(sim: &Sim) -> Option<(String, String)> {
+    let mut st = sim.lock();
+    st.faults.fault_next.as_ref()?;
+    if st.faults.fault_skip > 0 {
+        st.faults.fault_skip -= 1;
+        return None;
+    }
+    st.faults.fault_next.take()
 }
 
 fn invalid(field: &str, reason: &str) -> String {

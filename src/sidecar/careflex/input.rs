@@ -892,10 +892,10 @@ mod tests {
 ]"#;
         let p = run(text).unwrap_err();
         assert_eq!(p.len(), 1);
-        assert_eq!(p[0].line, 13);
+        assert_eq!(p[0].line, 12);
         assert!(p[0].message.contains("validFrom '2020-02-30'"), "{p:?}");
         let ok = run(&text.replace("2020-02-30", "2020-02-29")).unwrap();
-        assert_eq!((ok[0].line, ok[1].line, ok[2].line), (2, 4, 13));
+        assert_eq!((ok[0].line, ok[1].line, ok[2].line), (2, 4, 12));
         assert_eq!(ok[0].employee_id, "4711");
         assert_eq!(
             ok[1].employee.as_ref().unwrap().contact.email_business.as_deref(),
