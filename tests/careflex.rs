@@ -172,13 +172,15 @@ async fn a_report_of_250_incidents_goes_in_three_requests_with_one_import_id_eac
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rows_refused_by_the_service_are_printed_with_code_and_message_and_the_exit_is_not_zero()
-{
+async fn rows_refused_by_the_service_are_printed_with_code_and_message_and_the_exit_is_not_zero() {
     let env = Env::start(clock::system()).await;
     env.sim.set_faults(Faults {
         row_errors: [(
             "E7".to_string(),
-            ("409".to_string(), "The employee is already registered".to_string()),
+            (
+                "409".to_string(),
+                "The employee is already registered".to_string(),
+            ),
         )]
         .into(),
         ..Faults::default()
@@ -190,10 +192,14 @@ async fn rows_refused_by_the_service_are_printed_with_code_and_message_and_the_e
     let (code, out, err) = env.run(&["report", input.to_str().unwrap()], &[]).await;
     assert_eq!(code, 1, "{out}\n{err}");
     assert!(
-        out.contains(&format!("line 5 employee E3 (Ext-3): error 422: {INVALID_TYPE}")),
+        out.contains(&format!(
+            "line 5 employee E3 (Ext-3): error 422: {INVALID_TYPE}"
+        )),
         "{out}"
     );
-    assert!(out.contains("line 9 employee E7 (Ext-7): error 409: The employee is already registered"));
+    assert!(
+        out.contains("line 9 employee E7 (Ext-7): error 409: The employee is already registered")
+    );
     assert_eq!(count(&out, ": incident "), 8);
     assert!(out.contains("10 incidents in 1 request: 8 imported, 2 refused"));
     assert!(
@@ -226,14 +232,28 @@ async fn an_empty_report_for_a_month_and_months_that_cannot_have_one() {
     assert_eq!(code, 0);
     assert_eq!(env.sim.stats().nones[1].careflex_id, MAIN);
     let (_, listed, _) = env.run(&["imports"], &[]).await;
-    assert!(listed.contains(&format!("careflexId {OTHER}  empty report of 2025-11 (createdAt 2025-11-30)")), "{listed}");
+    assert!(
+        listed.contains(&format!(
+            "careflexId {OTHER}  empty report of 2025-11 (createdAt 2025-11-30)"
+        )),
+        "{listed}"
+    );
 
     // refused before anything is sent
     for (args, says) in [
         (vec!["none", "--month", "2099-01"], "has not begun"),
-        (vec!["none", "--month", "2025-13"], "write the month as YYYY-MM"),
         (
-            vec!["none", "--month", "2025-11", "--careflex-id", "0000000000000000"],
+            vec!["none", "--month", "2025-13"],
+            "write the month as YYYY-MM",
+        ),
+        (
+            vec![
+                "none",
+                "--month",
+                "2025-11",
+                "--careflex-id",
+                "0000000000000000",
+            ],
             "is not one of the companies in [careflex]",
         ),
     ] {
@@ -266,7 +286,11 @@ async fn input_errors_are_named_with_their_lines_and_nothing_is_sent() {
     );
     let (code, out, err) = env
         .run(
-            &["report", csv_file.to_str().unwrap(), json_file.to_str().unwrap()],
+            &[
+                "report",
+                csv_file.to_str().unwrap(),
+                json_file.to_str().unwrap(),
+            ],
             &[],
         )
         .await;
@@ -282,7 +306,10 @@ async fn input_errors_are_named_with_their_lines_and_nothing_is_sent() {
     ] {
         assert!(err.contains(says), "{says}:\n{err}");
     }
-    assert!(err.contains("bad.csv: 6 problems found, nothing was sent"), "{err}");
+    assert!(
+        err.contains("bad.csv: 6 problems found, nothing was sent"),
+        "{err}"
+    );
     assert!(out.is_empty(), "{out}");
     // a company the managing company does not handle, at its line
     let other = env.write(
@@ -296,12 +323,23 @@ async fn input_errors_are_named_with_their_lines_and_nothing_is_sent() {
         "{err}"
     );
     let stats = env.sim.stats();
-    assert_eq!((stats.tokens_issued, stats.calls.len()), (0, 0), "nothing sent");
+    assert_eq!(
+        (stats.tokens_issued, stats.calls.len()),
+        (0, 0),
+        "nothing sent"
+    );
     // --check reads and plans only
     let good = env.write("good.csv", &csv((0..150).map(|i| row(i, "", None))));
-    let (code, out, _) = env.run(&["report", "--check", good.to_str().unwrap()], &[]).await;
+    let (code, out, _) = env
+        .run(&["report", "--check", good.to_str().unwrap()], &[])
+        .await;
     assert_eq!(code, 0);
-    assert!(out.contains(&format!("150 incidents for careflexId {MAIN} in 2 requests")), "{out}");
+    assert!(
+        out.contains(&format!(
+            "150 incidents for careflexId {MAIN} in 2 requests"
+        )),
+        "{out}"
+    );
     assert_eq!(env.sim.stats().tokens_issued, 0);
 }
 
@@ -334,7 +372,10 @@ async fn one_token_for_every_company_and_one_careflex_id_per_request() {
         .map(|i| (i.careflex_id.as_str(), i.incidents.len()))
         .collect();
     assert_eq!(ids, vec![(MAIN, 100), (MAIN, 20), (OTHER, 30)]);
-    assert!(out.contains(&format!("request 3 of 3 for careflexId {OTHER}")), "{out}");
+    assert!(
+        out.contains(&format!("request 3 of 3 for careflexId {OTHER}")),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -422,7 +463,9 @@ async fn the_token_is_used_for_its_12_hours_and_renewed_after_without_waiting() 
     env.sim.revoke_tokens();
     let e = client.new_incidents(MAIN, &refs).await.unwrap_err();
     assert!(matches!(e, CareflexError::Unauthorized), "{e}");
-    assert!(e.to_string().contains("refused a fresh access token as well (HTTP 401)"));
+    assert!(e
+        .to_string()
+        .contains("refused a fresh access token as well (HTTP 401)"));
     let stats = env.sim.stats();
     assert_eq!((stats.tokens_issued, stats.bearer_refusals), (4, 3));
     assert_eq!(stats.imports.len(), 6, "nothing imported twice or more");
@@ -435,10 +478,7 @@ async fn more_than_100_incidents_in_one_request_is_a_soap_fault_of_the_simulator
     let refs: Vec<&Incident> = list.iter().collect();
     // a token as the client gets it, then a request kim-cm never sends
     let client = CareflexClient::new(&env.cfg(), clock::system()).unwrap();
-    client
-        .new_incidents(MAIN, &refs[..1])
-        .await
-        .unwrap();
+    client.new_incidents(MAIN, &refs[..1]).await.unwrap();
     let token = env.sim.issued_tokens().pop().unwrap();
     let body = soap::new_incident_request(MAIN, APITOKEN, &refs);
     let connector = kim_cm::net::tls::connector(&env.sim.tls_ca, None).unwrap();
@@ -447,14 +487,18 @@ async fn more_than_100_incidents_in_one_request_is_a_soap_fault_of_the_simulator
         connect_timeout: Duration::from_secs(10),
         timeout: Duration::from_secs(10),
     };
-    let mut auth = hyper::header::HeaderValue::from_bytes(format!("Bearer {token}").as_bytes()).unwrap();
+    let mut auth =
+        hyper::header::HeaderValue::from_bytes(format!("Bearer {token}").as_bytes()).unwrap();
     auth.set_sensitive(true);
     let (status, answer) = kim_cm::http::client::request(
         hyper::Method::POST,
         &kim_cm::http::url::HttpsUrl::parse(&env.sim.service_url()).unwrap(),
         vec![
             ("authorization", auth),
-            ("content-type", hyper::header::HeaderValue::from_static("text/xml;charset=UTF-8")),
+            (
+                "content-type",
+                hyper::header::HeaderValue::from_static("text/xml;charset=UTF-8"),
+            ),
         ],
         Some(bytes::Bytes::from(body.as_bytes().to_vec())),
         &settings,
@@ -464,7 +508,11 @@ async fn more_than_100_incidents_in_one_request_is_a_soap_fault_of_the_simulator
     assert_eq!(status.as_u16(), 500);
     let f = soap::fault(&answer).unwrap();
     assert_eq!(f.code, "SOAP-ENV:Client");
-    assert!(f.string.contains("101 incidents; at most 100"), "{}", f.string);
+    assert!(
+        f.string.contains("101 incidents; at most 100"),
+        "{}",
+        f.string
+    );
     assert_eq!(env.sim.stats().imports.len(), 1);
 }
 
@@ -478,7 +526,10 @@ async fn no_secret_in_output_or_logs_even_at_trace_level() {
     let mut all = String::new();
     let (code, out, err) = env.run(&["report", input.to_str().unwrap()], &trace).await;
     assert_eq!(code, 1);
-    assert!(err.contains("TRACE") || err.contains("DEBUG"), "trace logging is on");
+    assert!(
+        err.contains("TRACE") || err.contains("DEBUG"),
+        "trace logging is on"
+    );
     all.push_str(&out);
     all.push_str(&err);
     let (code, out, err) = env.run(&["none", "--month", "2025-10"], &trace).await;
@@ -507,6 +558,9 @@ async fn no_secret_in_output_or_logs_even_at_trace_level() {
     // the token's halves alone either
     for t in &tokens {
         let (a, b) = t.split_once("%§").unwrap();
-        assert!(!all.contains(a) && !all.contains(b), "part of a token leaked");
+        assert!(
+            !all.contains(a) && !all.contains(b),
+            "part of a token leaked"
+        );
     }
 }

@@ -254,8 +254,14 @@ impl CareflexSim {
         std::fs::create_dir_all(secrets_dir)?;
         let password = secrets_dir.join("careflex-password");
         let apitoken = secrets_dir.join("careflex-apitoken");
-        super::ca::write_private(&password, format!("{}\n", self.sim.creds.password).as_bytes())?;
-        super::ca::write_private(&apitoken, format!("{}\n", self.sim.creds.apitoken).as_bytes())?;
+        super::ca::write_private(
+            &password,
+            format!("{}\n", self.sim.creds.password).as_bytes(),
+        )?;
+        super::ca::write_private(
+            &apitoken,
+            format!("{}\n", self.sim.creds.apitoken).as_bytes(),
+        )?;
         let q = |p: &Path| format!("{:?}", p.display().to_string());
         let list: Vec<String> = companies.iter().map(|c| format!("{c:?}")).collect();
         Ok(format!(
@@ -375,7 +381,11 @@ async fn handle(sim: &Sim, req: Request<Incoming>) -> Reply {
         (&Method::POST, SOAP_PATH) => soap(sim, &parts, &body),
         _ => reply(StatusCode::NOT_FOUND, "text/plain", String::new()),
     };
-    tracing::debug!(path = parts.uri.path(), status = answer.status().as_u16(), "CareFlex simulator");
+    tracing::debug!(
+        path = parts.uri.path(),
+        status = answer.status().as_u16(),
+        "CareFlex simulator"
+    );
     answer
 }
 
@@ -391,7 +401,11 @@ fn token(sim: &Sim, parts: &hyper::http::request::Parts, body: &[u8]) -> Reply {
         .headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("application/json"));
+        .is_some_and(|v| {
+            v.trim()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
     if !json_type {
         return refuse(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -400,7 +414,11 @@ fn token(sim: &Sim, parts: &hyper::http::request::Parts, body: &[u8]) -> Reply {
         );
     }
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return refuse(StatusCode::BAD_REQUEST, "invalid_request", "the body is not JSON");
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the body is not JSON",
+        );
     };
     let f = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("");
     if f("grant_type") != "password" {
@@ -494,14 +512,23 @@ fn operation(sim: &Sim, body: &[u8]) -> (String, Reply) {
         return ("?".into(), fault("Client", "the request is not UTF-8"));
     };
     let Ok(doc) = Document::parse(text) else {
-        return ("?".into(), fault("Client", "the request is not well-formed XML"));
+        return (
+            "?".into(),
+            fault("Client", "the request is not well-formed XML"),
+        );
     };
     let env = doc.root_element();
     let body = (local(&env) == "Envelope" && env.tag_name().namespace() == Some(SOAP_ENV))
-        .then(|| elements(&env).find(|c| local(c) == "Body" && c.tag_name().namespace() == Some(SOAP_ENV)))
+        .then(|| {
+            elements(&env)
+                .find(|c| local(c) == "Body" && c.tag_name().namespace() == Some(SOAP_ENV))
+        })
         .flatten();
     let Some(op) = body.and_then(|b| elements(&b).next()) else {
-        return ("?".into(), fault("Client", "no SOAP 1.1 envelope with a Body"));
+        return (
+            "?".into(),
+            fault("Client", "no SOAP 1.1 envelope with a Body"),
+        );
     };
     let name = local(&op).to_string();
     if let Some(bad) = op
@@ -513,20 +540,31 @@ fn operation(sim: &Sim, body: &[u8]) -> (String, Reply) {
             name,
             fault(
                 "Client",
-                &format!("Unmarshalling Error: unexpected element (uri:\"{}\", local:\"{}\")", bad.tag_name().namespace().unwrap_or(""), local(&bad)),
+                &format!(
+                    "Unmarshalling Error: unexpected element (uri:\"{}\", local:\"{}\")",
+                    bad.tag_name().namespace().unwrap_or(""),
+                    local(&bad)
+                ),
             ),
         );
     }
     let careflex_id = child_text(&op, "careflexId");
     let apitoken = child_text(&op, "apitoken");
     let (Some(careflex_id), Some(apitoken)) = (careflex_id, apitoken) else {
-        return (name, fault("Client", "careflexId and apitoken are required"));
+        return (
+            name,
+            fault("Client", "careflexId and apitoken are required"),
+        );
     };
     let ns = op.tag_name().namespace();
     match (ns, name.as_str()) {
         (Some(NS_V1), "NoIncidentRequest") => {
-            let Some(created_at) = child_text(&op, "createdAt").filter(|d| date(d).is_some()) else {
-                return (name, fault("Client", "createdAt must be a date (YYYY-MM-DD)"));
+            let Some(created_at) = child_text(&op, "createdAt").filter(|d| date(d).is_some())
+            else {
+                return (
+                    name,
+                    fault("Client", "createdAt must be a date (YYYY-MM-DD)"),
+                );
             };
             if let Some((c, s)) = take_fault(sim) {
                 return (name, fault(&c, &s));
@@ -663,7 +701,10 @@ fn missing(field: &str) -> String {
 fn read_incident(n: &Node<'_, '_>) -> Result<Received, String> {
     let element = local(n).to_string();
     if element != "plainIncident" && element != "newIncident" {
-        return Err(invalid("incidentList", &format!("unknown element {element}")));
+        return Err(invalid(
+            "incidentList",
+            &format!("unknown element {element}"),
+        ));
     }
     let need = |k: &str| child_text(n, k).ok_or_else(|| missing(k));
     let employee_id = need("employeeId")?;
@@ -683,7 +724,10 @@ fn read_incident(n: &Node<'_, '_>) -> Result<Received, String> {
         let e = elements(n)
             .find(|c| local(c) == "employee")
             .ok_or_else(|| missing("employee"))?;
-        for d in e.descendants().filter(|d| d.is_element() && elements(d).next().is_none()) {
+        for d in e
+            .descendants()
+            .filter(|d| d.is_element() && elements(d).next().is_none())
+        {
             employee.insert(
                 local(&d).to_string(),
                 d.text().unwrap_or("").trim().to_string(),

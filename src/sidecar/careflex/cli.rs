@@ -213,7 +213,10 @@ async fn run_report(args: ReportArgs) -> Result<ExitCode, ExitCode> {
                     .map(|e| format!(" ({e})"))
                     .unwrap_or_default();
                 match &r.result {
-                    Ok(id) => println!("line {} employee {}{ext}: incident {id}", r.line, r.employee_id),
+                    Ok(id) => println!(
+                        "line {} employee {}{ext}: incident {id}",
+                        r.line, r.employee_id
+                    ),
                     Err((code, msg)) => println!(
                         "line {} employee {}{ext}: error {code}: {msg}",
                         r.line, r.employee_id
@@ -304,7 +307,8 @@ async fn run_none(args: NoneArgs) -> Result<ExitCode, ExitCode> {
         .await
         .map_err(|e| fail(1, e))?;
     let created = soap::date_text(created_at);
-    imports::record_none(&store, &id, &month_text, &created, clock.now()).map_err(|e| fail(1, e))?;
+    imports::record_none(&store, &id, &month_text, &created, clock.now())
+        .map_err(|e| fail(1, e))?;
     tracing::info!(careflex_id = %id, month = %month_text, "CareFlex: empty report sent");
     println!("empty report of {month_text} for careflexId {id} sent (createdAt {created})");
     Ok(ExitCode::SUCCESS)

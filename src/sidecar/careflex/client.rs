@@ -66,7 +66,9 @@ pub enum CareflexError {
     },
     #[error("CareFlex: {0}; check [careflex] service_url and the network, then try again")]
     Http(#[from] HttpError),
-    #[error("CareFlex's answer to {what} cannot be read ({why}); report it to CareFlex or to kim-cm")]
+    #[error(
+        "CareFlex's answer to {what} cannot be read ({why}); report it to CareFlex or to kim-cm"
+    )]
     BadAnswer { what: String, why: String },
     #[error("{0}")]
     Config(String),
@@ -132,10 +134,7 @@ impl PasswordGrant {
             .send(
                 Method::POST,
                 &self.url,
-                vec![(
-                    "content-type",
-                    HeaderValue::from_static("application/json"),
-                )],
+                vec![("content-type", HeaderValue::from_static("application/json"))],
                 Some(Bytes::from(body.as_bytes().to_vec())),
             )
             .await
@@ -181,11 +180,15 @@ impl PasswordGrant {
     }
 }
 
-/// When a token fetched at `now` expires: `created_at + expires_in` or `now
-/// + expires_in`, the earlier (a server clock ahead of ours must not make us
-/// use a token after it expired); `created_at` is ignored when it would leave
-/// the token less than twice the margin (a clock far off).
-pub fn expiry(now: OffsetDateTime, expires_in: Option<u64>, created_at: Option<i64>) -> OffsetDateTime {
+/// When a token fetched at `now` expires: `created_at` plus `expires_in`, or
+/// `now` plus `expires_in`, the earlier (a server clock ahead of ours must not
+/// make us use a token after it expired); `created_at` is ignored when it
+/// would leave the token less than twice the margin (a clock far off).
+pub fn expiry(
+    now: OffsetDateTime,
+    expires_in: Option<u64>,
+    created_at: Option<i64>,
+) -> OffsetDateTime {
     let life = expires_in
         .map(Duration::from_secs)
         .unwrap_or(DEFAULT_TOKEN_LIFETIME);
@@ -248,7 +251,10 @@ pub struct CareflexClient {
 
 impl CareflexClient {
     /// The client for `cfg` (paths resolved), with time from `clock`.
-    pub fn new(cfg: &CareflexConfig, clock: Arc<dyn Clock>) -> Result<CareflexClient, CareflexError> {
+    pub fn new(
+        cfg: &CareflexConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<CareflexClient, CareflexError> {
         cfg.check().map_err(CareflexError::Config)?;
         let connector = match &cfg.ca_file {
             Some(ca) => crate::net::tls::connector(ca, None)
@@ -342,7 +348,9 @@ impl CareflexClient {
             let wait = match sent {
                 Ok((StatusCode::OK, answer)) => return Ok(answer),
                 Ok((StatusCode::UNAUTHORIZED, _)) if !renewed => {
-                    tracing::info!("CareFlex: the access token was refused (401); getting a new one");
+                    tracing::info!(
+                        "CareFlex: the access token was refused (401); getting a new one"
+                    );
                     self.tokens.invalidate(&token).await;
                     renewed = true;
                     continue;
@@ -355,8 +363,9 @@ impl CareflexClient {
                 }
                 Ok((status, answer)) => {
                     return Err(match soap::fault(&answer) {
-                        Some(f) if status == StatusCode::INTERNAL_SERVER_ERROR
-                            || status.is_client_error() =>
+                        Some(f)
+                            if status == StatusCode::INTERNAL_SERVER_ERROR
+                                || status.is_client_error() =>
                         {
                             CareflexError::fault(what, f)
                         }

@@ -217,6 +217,9 @@ mod tests {
         assert_eq!((got[0].incidents, got[0].failed), (2, 1));
         assert_eq!(got[0].rows[1].code.as_deref(), Some("422"));
         assert!(imports(&store, Some("other")).unwrap().is_empty());
-        assert_eq!(nones(&store, Some("09ce3580d84bf090")).unwrap()[0].month, "2026-11");
+        assert_eq!(
+            nones(&store, Some("09ce3580d84bf090")).unwrap()[0].month,
+            "2026-11"
+        );
     }
 }

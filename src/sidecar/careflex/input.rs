@@ -640,9 +640,7 @@ fn check(row: &RawRow, rules: &Rules<'_>) -> Result<Incident, Vec<String>> {
     let get = |k: &str| row.fields.get(k).map(String::as_str);
     for (k, v) in &row.fields {
         if v.chars().count() > MAX_FIELD_CHARS {
-            problems.push(format!(
-                "{k} is longer than {MAX_FIELD_CHARS} characters"
-            ));
+            problems.push(format!("{k} is longer than {MAX_FIELD_CHARS} characters"));
         }
     }
     let mut required = |k: &str, why: &str| -> String {
@@ -771,7 +769,9 @@ fn employee(
         && !zip.is_empty()
         && !(zip.len() == 5 && zip.bytes().all(|b| b.is_ascii_digit()))
     {
-        problems.push(format!("zipCode '{zip}' is not a German postcode (5 digits)"));
+        problems.push(format!(
+            "zipCode '{zip}' is not a German postcode (5 digits)"
+        ));
     }
     let management = match get("management").map(|m| m.to_lowercase()) {
         None => None,
@@ -898,7 +898,13 @@ mod tests {
         assert_eq!((ok[0].line, ok[1].line, ok[2].line), (2, 4, 12));
         assert_eq!(ok[0].employee_id, "4711");
         assert_eq!(
-            ok[1].employee.as_ref().unwrap().contact.email_business.as_deref(),
+            ok[1]
+                .employee
+                .as_ref()
+                .unwrap()
+                .contact
+                .email_business
+                .as_deref(),
             Some("t@example.de")
         );
     }
@@ -915,8 +921,7 @@ mod tests {
         let s: Vec<String> = p.iter().map(|p| p.to_string()).collect();
         let has = |line: usize, what: &str| {
             assert!(
-                p.iter()
-                    .any(|x| x.line == line && x.message.contains(what)),
+                p.iter().any(|x| x.line == line && x.message.contains(what)),
                 "line {line} {what}: {s:#?}"
             )
         };
@@ -927,10 +932,11 @@ mod tests {
         has(5, "country 'XX'");
         has(5, "a row with master data needs all of it");
         has(6, "type 'R S T'");
-        assert!(run("employeeId,validFrom,type,colour\n1,2020-01-01,RST,red\n")
-            .unwrap_err()[0]
-            .message
-            .contains("unknown column 'colour'"));
+        assert!(
+            run("employeeId,validFrom,type,colour\n1,2020-01-01,RST,red\n").unwrap_err()[0]
+                .message
+                .contains("unknown column 'colour'")
+        );
         assert!(run("").is_err());
         assert_eq!(COUNTRIES.split(' ').count(), 250);
     }

@@ -46,7 +46,10 @@ pub fn plan(
     let mut reports: Vec<Report> = Vec::new();
     let mut problems = Vec::new();
     for i in incidents {
-        let id = i.careflex_id.clone().unwrap_or_else(|| default_id.to_string());
+        let id = i
+            .careflex_id
+            .clone()
+            .unwrap_or_else(|| default_id.to_string());
         if !cfg.handles(&id) {
             problems.push(Problem {
                 line: i.line,
@@ -213,11 +216,17 @@ mod tests {
             none_created_at(parse_month("2024-02").unwrap(), today),
             Ok(date!(2024 - 02 - 29))
         );
-        assert_eq!(none_created_at(parse_month("2026-12").unwrap(), today), Ok(today));
+        assert_eq!(
+            none_created_at(parse_month("2026-12").unwrap(), today),
+            Ok(today)
+        );
         assert!(none_created_at(parse_month("2027-01").unwrap(), today).is_err());
         assert!(parse_month("2026-13").is_err() && parse_month("26-11").is_err());
         // 23:30 UTC on 30 November is 1 December in Berlin
-        assert_eq!(today_of(datetime!(2026-11-30 23:30 UTC)), date!(2026 - 12 - 01));
+        assert_eq!(
+            today_of(datetime!(2026-11-30 23:30 UTC)),
+            date!(2026 - 12 - 01)
+        );
     }
 
     fn today_of(t: OffsetDateTime) -> Date {

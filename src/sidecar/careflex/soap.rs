@@ -50,7 +50,11 @@ fn opt(out: &mut String, name: &str, value: &Option<String>) {
 }
 
 /// `NoIncidentRequest` (the empty report of a month).
-pub fn no_incident_request(careflex_id: &str, apitoken: &str, created_at: Date) -> Zeroizing<String> {
+pub fn no_incident_request(
+    careflex_id: &str,
+    apitoken: &str,
+    created_at: Date,
+) -> Zeroizing<String> {
     let mut b = Zeroizing::new(String::from("<car:NoIncidentRequest>"));
     el(&mut b, "careflexId", careflex_id);
     el(&mut b, "apitoken", apitoken);
@@ -76,13 +80,20 @@ fn employee(out: &mut String, e: &Employee) {
     out.push_str("</address><job>");
     el(out, "employmentSite", &e.job.employment_site);
     el(out, "employmentStatus", &e.job.employment_status);
-    el(out, "startOfEmployment", &date_text(e.job.start_of_employment));
+    el(
+        out,
+        "startOfEmployment",
+        &date_text(e.job.start_of_employment),
+    );
     el(out, "personnelNumber", &e.job.personnel_number);
-    el(out, "management", if e.job.management { "true" } else { "false" });
+    el(
+        out,
+        "management",
+        if e.job.management { "true" } else { "false" },
+    );
     out.push_str("</job>");
     let c = &e.contact;
-    if c.email_business.is_some() || c.mobile_business.is_some() || c.landline_business.is_some()
-    {
+    if c.email_business.is_some() || c.mobile_business.is_some() || c.landline_business.is_some() {
         out.push_str("<contact>");
         opt(out, "emailBusiness", &c.email_business);
         opt(out, "mobileBusiness", &c.mobile_business);
@@ -238,7 +249,9 @@ fn parse(body: &[u8]) -> Result<Document<'_>, String> {
 }
 
 /// Reads the answer to `NewIncidentRequest`.
-pub fn read_new_incident_response(body: &[u8]) -> Result<Result<NewIncidentResponse, Fault>, String> {
+pub fn read_new_incident_response(
+    body: &[u8],
+) -> Result<Result<NewIncidentResponse, Fault>, String> {
     let doc = parse(body)?;
     let n = match answer(&doc, NS_V2, "NewIncidentResponse")? {
         Ok(n) => n,
