@@ -564,3 +564,28 @@ async fn no_secret_in_output_or_logs_even_at_trace_level() {
         );
     }
 }
+
+/// A measurement, not a check of behaviour: `cargo test --release --test
+/// careflex -- --ignored --nocapture` prints the wall time of a report of
+/// 10 000 incidents (a fifth with master data) through the binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn measure_a_report_of_10000_incidents() {
+    let env = Env::start(clock::system()).await;
+    let input = env.write("big.csv", &csv((0..10_000).map(|i| row(i, "", None))));
+    let started = std::time::Instant::now();
+    let (code, out, err) = env.run(&["report", input.to_str().unwrap()], &[]).await;
+    let took = started.elapsed();
+    assert_eq!(code, 0, "{err}");
+    let stats = env.sim.stats();
+    assert_eq!(stats.batch_sizes.len(), 100);
+    assert!(stats.batch_sizes.iter().all(|n| *n == 100));
+    println!(
+        "10000 incidents ({} KiB of CSV): {} requests, {} token, {:.2} s wall, {} lines of output",
+        std::fs::metadata(&input).unwrap().len() / 1024,
+        stats.batch_sizes.len(),
+        stats.tokens_issued,
+        took.as_secs_f64(),
+        out.lines().count()
+    );
+}
