@@ -61,6 +61,8 @@ pub struct Config {
     /// The Helsenorge DigitaltAktiv change feed (`kim-cm helsenorge`); off when absent.
     #[serde(default)]
     pub helsenorge: Option<crate::sidecar::helsenorge::config::HelsenorgeConfig>,
+    /// CareFlex incident reporting (`kim-cm careflex`); off when absent.
+    pub careflex: Option<crate::sidecar::careflex::config::CareflexConfig>,
 }
 
 /// Why `kim-cm serve` cannot run a config without listeners.
@@ -377,7 +379,7 @@ impl Config {
 
     /// Whether a sidecar (`kim-cm zsr`, ...) is configured.
     pub fn has_sidecar(&self) -> bool {
-        self.zsr.is_some() || self.helsenorge.is_some()
+        self.zsr.is_some() || self.helsenorge.is_some() || self.careflex.is_some()
     }
 
     /// Parses TOML text; `base` is the folder relative paths are taken from.
@@ -427,6 +429,9 @@ impl Config {
             abs(&mut z.client_secret_file);
             abs(&mut z.password_file);
             z.ca_file.as_mut().map(abs);
+        }
+        if let Some(c) = cfg.careflex.as_mut() {
+            c.resolve(base);
         }
         if let Some(a) = cfg.admin.as_mut() {
             abs(&mut a.password_hash_file);

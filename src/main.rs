@@ -91,6 +91,9 @@ enum Command {
     /// Helsenorge DigitaltAktivStatusEndringer (docs/helsenorge.md).
     #[command(subcommand)]
     Helsenorge(kim_cm::sidecar::helsenorge::cli::Command),
+    /// CareFlex incident reporting (docs/careflex.md).
+    #[command(subcommand)]
+    Careflex(kim_cm::sidecar::careflex::cli::Command),
     /// Measure the proxy (see docs/performance.md).
     Bench {
         #[command(subcommand)]
@@ -494,6 +497,7 @@ fn main() -> ExitCode {
             })
         }
         Command::Helsenorge(c) => kim_cm::sidecar::helsenorge::cli::run(&rt, c, init_logging),
+        Command::Careflex(c) => kim_cm::sidecar::careflex::cli::run(&rt, c),
         Command::Bench { what } => {
             init_logging(LogFormat::Text, "warn");
             rt.block_on(async {

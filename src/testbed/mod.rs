@@ -3,6 +3,7 @@
 
 pub mod account_manager;
 pub mod ca;
+pub mod careflex;
 pub mod fachdienst;
 pub mod helsenorge;
 pub mod kas;
