@@ -78,6 +78,10 @@ pub fn of(cfg: &Config) -> Vec<(PathBuf, String)> {
     if let Some(h) = &cfg.helsenorge {
         add(&Some(h.key_file.clone()), "[helsenorge] key_file");
     }
+    if let Some(c) = &cfg.careflex {
+        add(&Some(c.password_file.clone()), "[careflex] password_file");
+        add(&Some(c.apitoken_file.clone()), "[careflex] apitoken_file");
+    }
     if let Some(z) = &cfg.zsr {
         add(
             &Some(z.client_secret_file.clone()),

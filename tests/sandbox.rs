@@ -284,11 +284,11 @@ fn passwords_never_appear_in_logs(backend: Backend) {
     }
 }
 
-/// Issue 7 item 9: the sandbox starts the simulated ZSR-Webservice and
-/// Helsenorge change feed and configures kim-cm for them, so both sidecar
-/// commands work on its config as they stand.
+/// Issue 7 item 9 and issue 8 item 9: the sandbox starts the simulated
+/// ZSR-Webservice, Helsenorge change feed and CareFlex service and configures
+/// kim-cm for them, so the sidecar commands work on its config as they stand.
 #[test]
-fn the_sandbox_serves_both_sidecars() {
+fn the_sandbox_serves_the_sidecars() {
     let sb = Sandbox::start();
     let config = sb.addr("config_file");
     let run = |args: &[&str]| {
@@ -345,4 +345,25 @@ fn the_sandbox_serves_both_sidecars() {
     ]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.trim(), "", "{out}");
+
+    // CareFlex: an empty report for last month
+    let last_month = {
+        let t = time::OffsetDateTime::now_utc().date();
+        let (y, m) = match t.month() {
+            time::Month::January => (t.year() - 1, 12),
+            m => (t.year(), u8::from(m) - 1),
+        };
+        format!("{y:04}-{m:02}")
+    };
+    let (code, out, err) = run(&[
+        "careflex",
+        "none",
+        "--config",
+        &config,
+        "--careflex-id",
+        "09ce3580d84bf087",
+        "--month",
+        &last_month,
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
 }

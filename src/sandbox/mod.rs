@@ -42,6 +42,7 @@ pub struct Ports {
     /// The simulated SASIS ZSR-Webservice and Helsenorge change feed.
     pub zsr: u16,
     pub helsenorge: u16,
+    pub careflex: u16,
 }
 
 impl Ports {
@@ -54,6 +55,7 @@ impl Ports {
         account_manager: 2443,
         zsr: 2444,
         helsenorge: 2445,
+        careflex: 2446,
     };
     /// Ports chosen by the system (for tests running side by side).
     pub const ANY: Ports = Ports {
@@ -65,6 +67,7 @@ impl Ports {
         account_manager: 0,
         zsr: 0,
         helsenorge: 0,
+        careflex: 0,
     };
 }
 
@@ -101,6 +104,8 @@ pub struct SandboxInfo {
     pub helsenorge_url: Option<String>,
     #[serde(default)]
     pub patients_file: Option<PathBuf>,
+    #[serde(default)]
+    pub careflex_addr: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -275,6 +280,7 @@ pub async fn start(
         zsr_url: Some(sidecars.zsr.base_url()),
         helsenorge_url: Some(sidecars.helsenorge.base_url.clone()),
         patients_file: Some(sidecars.patients_file.clone()),
+        careflex_addr: Some(sidecars.careflex.addr),
     };
     ca::write_private(
         &data_dir.join("sandbox.json"),
@@ -508,12 +514,16 @@ impl SandboxInfo {
                 self.config_file.display()
             ));
         }
-        if let (Some(zsr), Some(hn), Some(patients)) =
-            (&self.zsr_url, &self.helsenorge_url, &self.patients_file)
-        {
+        if let (Some(zsr), Some(hn), Some(patients), Some(cf)) = (
+            &self.zsr_url,
+            &self.helsenorge_url,
+            &self.patients_file,
+            &self.careflex_addr,
+        ) {
             s.push_str(&format!(
-                "Sidecars (simulated):\n  SASIS ZSR {zsr}\n    kim-cm zsr sync --config {c}\n  Helsenorge {hn}\n    kim-cm helsenorge changes --config {c} --patients {}\n",
+                "Sidecars (simulated):\n  SASIS ZSR {zsr}\n    kim-cm zsr sync --config {c}\n  Helsenorge {hn}\n    kim-cm helsenorge changes --config {c} --patients {}\n  CareFlex {}\n    kim-cm careflex report --config {c} INCIDENTS.csv   (docs/careflex.md)\n",
                 patients.display(),
+                cf,
                 c = self.config_file.display()
             ));
         }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use super::Ports;
 use crate::sidecar::clock;
 use crate::testbed::ca::{self, TlsFiles};
+use crate::testbed::careflex::{self, CareflexSim};
 use crate::testbed::helsenorge::{self, RunningHelsenorge};
 use crate::testbed::zsr::{generate, Credentials, ZsrSim};
 
@@ -22,6 +23,12 @@ const ZSR_CLIENT_ID: &str = "kim-cm-sandbox";
 const ZSR_CLIENT_SECRET: &str = "sandbox-zsr-client-secret";
 const ZSR_USER: &str = "praxis@sandbox.ch";
 const ZSR_PASSWORD: &str = "sandbox-zsr-password";
+/// The sandbox's CareFlex login and companies (test values).
+const CAREFLEX_USER: &str = "sandbox@careflex.test";
+const CAREFLEX_PASSWORD: &str = "sandbox-careflex-password";
+const CAREFLEX_APITOKEN: &str = "sandbox-careflex-apitoken";
+const CAREFLEX_ID: &str = "09ce3580d84bf087";
+const CAREFLEX_OTHER_ID: &str = "09ce3580d84bf090";
 /// Synthetic patients in the example patients file; the first ones changed.
 const PATIENTS: usize = 5;
 const CHANGED_PATIENTS: usize = 3;
@@ -30,6 +37,7 @@ const CHANGED_PATIENTS: usize = 3;
 pub struct Sidecars {
     pub zsr: ZsrSim,
     pub helsenorge: RunningHelsenorge,
+    pub careflex: CareflexSim,
     /// The example patients file for `kim-cm helsenorge changes`.
     pub patients_file: PathBuf,
 }
@@ -99,10 +107,30 @@ pub async fn start(
         patients_file.display(),
         helsenorge.config_toml()
     ));
+    // CareFlex: the managing company and one more it reports for
+    let careflex = careflex::start(
+        tls,
+        ports.careflex,
+        careflex::Credentials {
+            username: CAREFLEX_USER.into(),
+            password: CAREFLEX_PASSWORD.into(),
+            apitoken: CAREFLEX_APITOKEN.into(),
+        },
+    )
+    .await?;
+    text.push_str(&format!(
+        "\n# CareFlex incidents (simulated): kim-cm careflex report --config <this file> FILE\n{}",
+        careflex.config_section(
+            &data_dir.join("careflex"),
+            CAREFLEX_ID,
+            &[CAREFLEX_OTHER_ID]
+        )?
+    ));
     Ok((
         Sidecars {
             zsr,
             helsenorge,
+            careflex,
             patients_file,
         },
         text,

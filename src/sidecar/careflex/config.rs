@@ -129,6 +129,7 @@ impl CareflexConfig {
 
 /// The first line of a secret file.
 pub fn read_secret(path: &Path, key: &str) -> Result<Zeroizing<String>, String> {
+    crate::keyfiles::check(path, &format!("[careflex] {key}"))?;
     let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
         format!(
             "[careflex] {key} {}: {e}; create the file with the value on its first line",
