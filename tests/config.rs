@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 
 use common::kimcm::bin;
@@ -134,4 +135,32 @@ fn a_key_file_readable_by_others_is_refused_at_start() {
     std::fs::set_permissions(&tls.server_key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let (code, err) = run("check-config");
     assert_eq!(code, Some(0), "{err}");
+}
+
+/// Issue 9 item 3: the hardened config in docs/deploy parses (its files are the
+/// practice's), and the service unit runs kim-cm confined.
+#[test]
+fn the_deployment_files_in_docs_hold_what_the_operations_guide_says() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("docs/deploy/kim-cm.hardened.toml")).unwrap();
+    let cfg = kim_cm::config::Config::parse(&text, Path::new("/etc/kim-cm")).unwrap();
+    assert!(!cfg.proxy.allow_unsealed_for_testing);
+    assert!(cfg
+        .smtp_listener
+        .iter()
+        .chain(&cfg.pop3_listener)
+        .all(|l| l.tls != kim_cm::net::TlsMode::Plain));
+    assert!(cfg.admin.as_ref().unwrap().address.ip().is_loopback());
+    let unit = std::fs::read_to_string(root.join("docs/deploy/kim-cm.service")).unwrap();
+    for line in [
+        "User=kim-cm",
+        "NoNewPrivileges=yes",
+        "PrivateTmp=yes",
+        "ProtectSystem=strict",
+        "UMask=0077",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "ExecStart=/usr/local/bin/kim-cm serve --config /etc/kim-cm/kim-cm.toml",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "{line} in kim-cm.service");
+    }
 }
