@@ -15,6 +15,9 @@ use crate::spool::SpoolSettings;
 
 /// Sessions one listener runs at once; further clients wait in the listen backlog.
 pub const MAX_SESSIONS_PER_LISTENER: usize = 512;
+/// Sessions one client address may hold at once on a listener, so that one
+/// client (or one attacker) cannot take every slot; more are refused at once.
+pub const MAX_SESSIONS_PER_PEER: usize = 64;
 /// Pause after a failed accept (e.g. out of file descriptors) before the next try.
 const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
@@ -33,12 +36,21 @@ pub struct ListenerSettings {
 /// Accepts connections and runs `session` for each, at most
 /// [`MAX_SESSIONS_PER_LISTENER`] at once, until the task is dropped or the
 /// shutdown begins; each session counts as in flight until it ends.
-pub async fn accept_loop<F, Fut>(listener: TcpListener, timeout: Duration, session: F)
-where
+///
+/// A client address already holding [`MAX_SESSIONS_PER_PEER`] sessions gets
+/// `refusal` (none on an implicit-TLS listener, where a plain line would be
+/// noise) and is closed.
+pub async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    timeout: Duration,
+    refusal: Option<&'static [u8]>,
+    session: F,
+) where
     F: Fn(Conn) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let slots = Arc::new(Semaphore::new(MAX_SESSIONS_PER_LISTENER));
+    let peers = Arc::new(PeerCounts::default());
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
@@ -57,12 +69,63 @@ where
             }
         };
         let _ = tcp.set_nodelay(true);
+        let Some(peer_slot) = PeerSlot::take(&peers, peer.ip()) else {
+            tracing::warn!(%peer, "refused: {MAX_SESSIONS_PER_PEER} sessions from this address already");
+            tokio::spawn(async move {
+                let mut tcp = tcp;
+                if let Some(r) = refusal {
+                    use tokio::io::AsyncWriteExt;
+                    let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, tcp.write_all(r)).await;
+                }
+            });
+            continue;
+        };
         let guard = crate::shutdown::SessionGuard::new();
         let fut = session(Conn::new(Stream::Plain(tcp), peer, timeout));
         tokio::spawn(async move {
             fut.await;
-            drop((slot, guard));
+            drop((slot, guard, peer_slot));
         });
+    }
+}
+
+/// How long a refusal may take to write to a client over its limit.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Sessions per client address on one listener.
+#[derive(Default)]
+struct PeerCounts(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+/// One session of a client address; counted until dropped.
+struct PeerSlot {
+    counts: Arc<PeerCounts>,
+    ip: std::net::IpAddr,
+}
+
+impl PeerSlot {
+    fn take(counts: &Arc<PeerCounts>, ip: std::net::IpAddr) -> Option<PeerSlot> {
+        let mut map = counts.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if *n >= MAX_SESSIONS_PER_PEER {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            counts: counts.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut map = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
     }
 }
 

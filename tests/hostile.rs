@@ -112,3 +112,33 @@ fn nul_bytes_and_invalid_utf8_in_headers_and_deep_mime_get_clear_replies() {
     let mut again = alice(&sb);
     assert!(again.cmd("QUIT").starts_with("221"));
 }
+
+#[test]
+fn one_address_holds_at_most_64_sessions_and_the_next_is_refused_at_once() {
+    let sb = Sandbox::start();
+    let addr = sb.addr("proxy_smtp").parse().unwrap();
+    let mut held: Vec<Raw> = (0..kim_cm::listener::MAX_SESSIONS_PER_PEER)
+        .map(|_| {
+            let mut c = Raw::connect(addr);
+            assert!(c.reply().starts_with("220"));
+            c
+        })
+        .collect();
+    let mut over = Raw::connect(addr);
+    let r = over.reply();
+    assert!(r.starts_with("421 4.7.0 Too many connections"), "{r}");
+    assert!(over.closed());
+    // one of them goes: there is room again
+    held.pop().unwrap().cmd("QUIT");
+    let mut again = None;
+    for _ in 0..50 {
+        let mut c = Raw::connect(addr);
+        if c.reply().starts_with("220") {
+            again = Some(c);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(again.is_some(), "a slot came free");
+    assert!(sb.log().contains("sessions from this address already"));
+}

@@ -201,7 +201,10 @@ pub async fn serve_pop3<B: Backend>(
     backend: Arc<B>,
 ) {
     let timeout = settings.timeout;
-    crate::listener::accept_loop(listener, timeout, move |conn| {
+    let refusal = (settings.tls != TlsMode::Implicit).then_some(
+        &b"-ERR [SYS/TEMP] Too many connections from your address, try again later\r\n"[..],
+    );
+    crate::listener::accept_loop(listener, timeout, refusal, move |conn| {
         run(conn, settings.clone(), backend.clone())
     })
     .await

@@ -712,7 +712,9 @@ pub async fn serve<B: Backend>(
     backend: Arc<B>,
 ) {
     let timeout = settings.timeout;
-    crate::listener::accept_loop(listener, timeout, move |conn| {
+    let refusal = (settings.tls != TlsMode::Implicit)
+        .then_some(&b"421 4.7.0 Too many connections from your address, try again later\r\n"[..]);
+    crate::listener::accept_loop(listener, timeout, refusal, move |conn| {
         run(conn, settings.clone(), backend.clone())
     })
     .await
