@@ -217,3 +217,36 @@ fn sighup_reloads_the_config_while_a_session_in_flight_completes() {
     assert!(c.reply().contains("after.kim.test"));
     c.cmd("QUIT");
 }
+
+#[test]
+fn killed_in_the_middle_of_a_mail_the_client_is_not_told_250_and_its_retry_arrives_once() {
+    let bed = fachdienst();
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let config = bed.config(&address, "proxy.kim.test");
+    let smtp: SocketAddr = address.parse().unwrap();
+    let k = KimCm::serve(&config);
+    let mut a = envelope(&bed, smtp);
+    assert!(a.cmd("DATA").starts_with("354"));
+    let m = mail("interrupted");
+    a.send(&m.as_bytes()[..20]);
+    // kill -9: no goodbye, no 250
+    drop(k);
+    assert!(
+        a.closed(),
+        "the client sees the connection end without a reply"
+    );
+    assert_eq!(
+        bed.mails_of(BOB),
+        0,
+        "nothing half-sent reached the Fachdienst"
+    );
+    // kim-cm comes back; the client sends again: exactly one copy arrives
+    let _k = KimCm::serve(&config);
+    let mut again = envelope(&bed, smtp);
+    assert!(again.cmd("DATA").starts_with("354"));
+    again.send(format!("{m}.\r\n").as_bytes());
+    assert!(again.reply().starts_with("250"));
+    again.cmd("QUIT");
+    assert_eq!(bed.mails_of(BOB), 1);
+}
