@@ -61,6 +61,9 @@ pub struct Config {
     /// The Helsenorge DigitaltAktiv change feed (`kim-cm helsenorge`); off when absent.
     #[serde(default)]
     pub helsenorge: Option<crate::sidecar::helsenorge::config::HelsenorgeConfig>,
+    /// NSP BRS and notifications (`kim-cm brs`); off when absent.
+    #[serde(default)]
+    pub brs: Option<crate::sidecar::brs::config::BrsConfig>,
 }
 
 /// Why `kim-cm serve` cannot run a config without listeners.
@@ -377,7 +380,7 @@ impl Config {
 
     /// Whether a sidecar (`kim-cm zsr`, ...) is configured.
     pub fn has_sidecar(&self) -> bool {
-        self.zsr.is_some() || self.helsenorge.is_some()
+        self.zsr.is_some() || self.helsenorge.is_some() || self.brs.is_some()
     }
 
     /// Parses TOML text; `base` is the folder relative paths are taken from.
@@ -427,6 +430,11 @@ impl Config {
             abs(&mut z.client_secret_file);
             abs(&mut z.password_file);
             z.ca_file.as_mut().map(abs);
+        }
+        if let Some(b) = cfg.brs.as_mut() {
+            abs(&mut b.ca_file);
+            abs(&mut b.certificate_file);
+            abs(&mut b.key_file);
         }
         if let Some(a) = cfg.admin.as_mut() {
             abs(&mut a.password_hash_file);

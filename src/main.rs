@@ -92,6 +92,9 @@ enum Command {
     /// Helsenorge DigitaltAktivStatusEndringer (docs/helsenorge.md).
     #[command(subcommand)]
     Helsenorge(kim_cm::sidecar::helsenorge::cli::Command),
+    /// NSP Behandlingsrelationsservice and notifications, DGWS/SOSI (docs/brs.md).
+    #[command(subcommand)]
+    Brs(kim_cm::sidecar::brs::cli::Command),
     /// Measure the proxy (see docs/performance.md).
     Bench {
         #[command(subcommand)]
@@ -499,6 +502,7 @@ fn main() -> ExitCode {
             })
         }
         Command::Helsenorge(c) => kim_cm::sidecar::helsenorge::cli::run(&rt, c, init_logging),
+        Command::Brs(c) => kim_cm::sidecar::brs::cli::run(&rt, c, init_logging),
         Command::Bench { what } => {
             init_logging(LogFormat::Text, "warn");
             rt.block_on(async {
