@@ -62,19 +62,55 @@ fn attribute(name: &str, value: &str) -> El {
         .child(saml("AttributeValue").text(value))
 }
 
-/// Builds the unsigned-then-signed system card, in canonical form.
+/// What a system card says.
+#[derive(Debug, Clone)]
+pub struct CardFields {
+    pub org: Organisation,
+    pub card_id: String,
+    pub issuer: String,
+    pub issued: OffsetDateTime,
+    pub not_before: OffsetDateTime,
+    pub not_on_or_after: OffsetDateTime,
+    /// Base64 SHA-1 of the organisation's certificate (`sosi:OCESCertHash`).
+    pub cert_hash: String,
+}
+
+/// Base64 SHA-1 of a certificate, as `sosi:OCESCertHash` has it.
+pub fn cert_hash(der: &[u8]) -> String {
+    hash(MessageDigest::sha1(), der)
+        .map(|h| B64.encode(h))
+        .unwrap_or_default()
+}
+
+/// The organisation's own card for the STS, signed with its key, in
+/// canonical form.
 pub fn build_system_card(
     org: &Organisation,
     key: &SigningKey,
     now: OffsetDateTime,
     card_id: &str,
 ) -> Result<String, String> {
-    let cert_hash = hash(MessageDigest::sha1(), &key.cert_der()).map_err(|e| e.to_string())?;
+    let fields = CardFields {
+        org: org.clone(),
+        card_id: card_id.to_string(),
+        issuer: ISSUER.to_string(),
+        issued: now,
+        not_before: now - BACKDATE,
+        not_on_or_after: now + REQUESTED_LIFE,
+        cert_hash: cert_hash(&key.cert_der()),
+    };
+    sign_card(&fields, key)
+}
+
+/// A system card with `fields`, signed with `key` (the organisation's, or
+/// the STS's when it issues one), in canonical form.
+pub fn sign_card(fields: &CardFields, key: &SigningKey) -> Result<String, String> {
+    let org = &fields.org;
     let mut card = saml("Assertion")
-        .attr("IssueInstant", &super::utc_text(now))
+        .attr("IssueInstant", &super::utc_text(fields.issued))
         .attr("Version", "2.0")
         .attr("id", CARD_ID)
-        .child(saml("Issuer").text(ISSUER))
+        .child(saml("Issuer").text(&fields.issuer))
         .child(
             saml("Subject")
                 .child(saml("NameID").attr("Format", "medcom:cvrnumber").text(&org.cvr))
@@ -92,17 +128,17 @@ pub fn build_system_card(
         )
         .child(
             saml("Conditions")
-                .attr("NotBefore", &super::utc_text(now - BACKDATE))
-                .attr("NotOnOrAfter", &super::utc_text(now + REQUESTED_LIFE)),
+                .attr("NotBefore", &super::utc_text(fields.not_before))
+                .attr("NotOnOrAfter", &super::utc_text(fields.not_on_or_after)),
         )
         .child(
             saml("AttributeStatement")
                 .attr("id", "IDCardData")
-                .child(attribute("sosi:IDCardID", card_id))
+                .child(attribute("sosi:IDCardID", &fields.card_id))
                 .child(attribute("sosi:IDCardVersion", "1.0.1"))
                 .child(attribute("sosi:IDCardType", "system"))
                 .child(attribute("sosi:AuthenticationLevel", "3"))
-                .child(attribute("sosi:OCESCertHash", &B64.encode(cert_hash))),
+                .child(attribute("sosi:OCESCertHash", &fields.cert_hash)),
         )
         .child(
             saml("AttributeStatement")
@@ -130,6 +166,9 @@ pub struct CardInfo {
     pub not_on_or_after: OffsetDateTime,
     pub cert_hash: String,
     pub issuer: String,
+    pub care_provider: String,
+    pub care_provider_name: String,
+    pub it_system: String,
 }
 
 /// The value of the card attribute `name` (a literal string in SOSI).
@@ -166,6 +205,10 @@ impl CardInfo {
                 .and_then(|n| n.text())
                 .map(|t| t.trim().to_string())
                 .unwrap_or_default(),
+            care_provider: card_attribute(card, "medcom:CareProviderID").unwrap_or_default(),
+            care_provider_name: card_attribute(card, "medcom:CareProviderName")
+                .unwrap_or_default(),
+            it_system: card_attribute(card, "medcom:ITSystemName").unwrap_or_default(),
         })
     }
 }
