@@ -154,6 +154,8 @@ impl SoapHttp {
             ("soapaction", action),
         ];
         let body = Bytes::from(envelope);
+        // sizes only: the envelope carries the ID card, a bearer token
+        tracing::trace!(url = %url, bytes = body.len(), "SOAP POST");
         let mut pause = FIRST_BACKOFF;
         let mut attempt = 1;
         loop {
@@ -166,6 +168,9 @@ impl SoapHttp {
                 &self.settings,
             )
             .await;
+            if let Ok((s, b)) = &result {
+                tracing::trace!(url = %url, status = s.as_u16(), bytes = b.len(), "SOAP answer");
+            }
             let again = match &result {
                 Ok((s, b)) => {
                     matches!(s.as_u16(), 502..=504)
