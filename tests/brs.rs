@@ -45,8 +45,8 @@ impl Bed {
     async fn start(clock: Arc<dyn Clock>) -> Bed {
         let dir = tempfile::tempdir().unwrap();
         let tls = kim_cm::testbed::ca::make_tls_ca(&dir.path().join("tls"), &[]).unwrap();
-        let org = make_org_certificate(&dir.path().join("org"), DEFAULT_CVR, "Lægehuset Testby")
-            .unwrap();
+        let org =
+            make_org_certificate(&dir.path().join("org"), DEFAULT_CVR, "Lægehuset Testby").unwrap();
         let sim = nsp::start_with(&tls, 0, &org, DEFAULT_CVR, NspSettings::default(), clock)
             .await
             .unwrap();
@@ -138,7 +138,8 @@ fn text(b: &[u8]) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_card_is_exchanged_at_the_sts_embedded_byte_for_byte_cached_and_renewed_before_it_expires() {
+async fn a_card_is_exchanged_at_the_sts_embedded_byte_for_byte_cached_and_renewed_before_it_expires(
+) {
     let clock = ManualClock::new(START);
     let bed = Bed::start(clock.clone()).await;
     bed.sim.set_card_lifetime(Duration::from_secs(3600));
@@ -198,15 +199,22 @@ async fn the_relation_request_carries_every_field_and_the_answer_and_its_follow_
     assert!(a.sufficient && !a.followup_ordered);
     // the first follow-up becomes a notification after its time limit
     let store = bed.store();
-    let polled = notifications::poll(&client, &store, &mut |_| {}).await.unwrap();
+    let polled = notifications::poll(&client, &store, &mut |_| {})
+        .await
+        .unwrap();
     assert!(polled.new.is_empty());
     clock.advance(Duration::from_secs(3 * 86400));
-    let polled = notifications::poll(&client, &store, &mut |_| {}).await.unwrap();
+    let polled = notifications::poll(&client, &store, &mut |_| {})
+        .await
+        .unwrap();
     assert_eq!(polled.new.len(), 1);
     let n = &polled.new[0];
     assert_eq!(n.external_reference_id, "my-ref-1");
     assert_eq!(n.organisation, "ydernummer 132435");
-    assert_eq!((n.patient_cpr.as_str(), n.actual_relations.clone()), (PATIENT, vec!["C".to_string()]));
+    assert_eq!(
+        (n.patient_cpr.as_str(), n.actual_relations.clone()),
+        (PATIENT, vec!["C".to_string()])
+    );
     assert_eq!(n.time_limit, "2026-12-05T11:00:00+01:00");
 }
 
@@ -224,12 +232,19 @@ async fn an_expired_card_costs_one_fresh_card_and_one_retry_and_never_more() {
     // twice: the second refusal is reported, no third card
     bed.sim.fail_next(NOTIFICATION_PATH, "expired_idcard", 2);
     let e = client.notifications(0).await.unwrap_err().to_string();
-    assert!(e.contains("also a freshly issued one") && e.contains("clock"), "{e}");
+    assert!(
+        e.contains("also a freshly issued one") && e.contains("clock"),
+        "{e}"
+    );
     assert_eq!(bed.sim.stats().cards_issued, 3);
     // the STS's clock is off: every card it issues is expired already
     clock.advance(Duration::from_secs(24 * 3600));
     bed.sim.issue_expired_cards(true);
-    let e = client.relation(&request(limit)).await.unwrap_err().to_string();
+    let e = client
+        .relation(&request(limit))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("[expired_idcard]"), "{e}");
     assert_eq!(bed.sim.stats().cards_issued, 5);
     // a card that ran out on the client's clock is never sent
@@ -249,21 +264,35 @@ async fn every_fault_becomes_a_sentence_an_operator_can_act_on() {
     let client = bed.client(clock.clone(), "");
     let limit = START + Duration::from_secs(86400);
     for (code, times, says) in [
-        ("processing_problem", 1, "retrying the same request will not help"),
+        (
+            "processing_problem",
+            1,
+            "retrying the same request will not help",
+        ),
         ("missing_required_header", 1, "strips SOAP headers"),
         ("security_level_failed", 1, "level-3 system cards"),
         ("invalid_idcard", 2, "also a freshly issued one"),
         ("not_authorized", 1, "ask the NSP operator to whitelist it"),
     ] {
         bed.sim.fail_next(BRS_PATH, code, times);
-        let e = client.relation(&request(limit)).await.unwrap_err().to_string();
-        assert!(e.contains(&format!("[{code}]")) && e.contains(says), "{code}: {e}");
+        let e = client
+            .relation(&request(limit))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!("[{code}]")) && e.contains(says),
+            "{code}: {e}"
+        );
         assert!(e.starts_with("BRS "), "{e}");
     }
     // not whitelisted for real
     bed.sim.whitelist(DEFAULT_CVR, false);
     let e = client.notifications(0).await.unwrap_err().to_string();
-    assert!(e.contains("refused CVR 31908574") && e.contains("[not_authorized]"), "{e}");
+    assert!(
+        e.contains("refused CVR 31908574") && e.contains("[not_authorized]"),
+        "{e}"
+    );
     bed.sim.whitelist(DEFAULT_CVR, true);
     // the STS refuses a card signed by a key it does not trust
     let other = make_org_certificate(&bed.dir.path().join("other"), DEFAULT_CVR, "Andet").unwrap();
@@ -281,8 +310,15 @@ async fn every_fault_becomes_a_sentence_an_operator_can_act_on() {
     let v: toml::Value = toml::from_str(&format!("{section}\n{extra}")).unwrap();
     let cfg: BrsConfig = v["brs"].clone().try_into().unwrap();
     let untrusted = nsp_client(&cfg, clock.clone()).unwrap();
-    let e = untrusted.relation(&request(limit)).await.unwrap_err().to_string();
-    assert!(e.contains("SOSI STS refused the ID card") && e.contains("trusted OCES CA"), "{e}");
+    let e = untrusted
+        .relation(&request(limit))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("SOSI STS refused the ID card") && e.contains("trusted OCES CA"),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -294,23 +330,38 @@ async fn notifications_page_by_100_are_stored_once_and_the_cursor_follows_the_pa
     let mine = bed.sim.add_notifications(250, DEFAULT_CVR);
     bed.sim.add_notifications(3, "25520041"); // someone else's
     let mut seen = Vec::new();
-    let p = notifications::poll(&client, &store, &mut |n| seen.push(n.serial)).await.unwrap();
+    let p = notifications::poll(&client, &store, &mut |n| seen.push(n.serial))
+        .await
+        .unwrap();
     assert_eq!(p.pages, 3);
     assert_eq!(seen, mine);
     assert_eq!(bed.sim.stats().notification_queries, [0, 1100, 1200]);
     assert_eq!(p.next_serial, 1250);
     assert_eq!(notifications::stored_serials(&store).unwrap(), mine);
     // nothing new: one query from the cursor, nothing stored
-    let p = notifications::poll(&client, &store, &mut |_| panic!("nothing is new")).await.unwrap();
+    let p = notifications::poll(&client, &store, &mut |_| panic!("nothing is new"))
+        .await
+        .unwrap();
     assert_eq!((p.pages, p.new.len()), (1, 0));
     // exactly 100 more: a full page, then an empty one
     let more = bed.sim.add_notifications(100, DEFAULT_CVR);
-    let p = notifications::poll(&client, &store, &mut |_| {}).await.unwrap();
+    let p = notifications::poll(&client, &store, &mut |_| {})
+        .await
+        .unwrap();
     assert_eq!((p.pages, p.new.len()), (2, 100));
     assert_eq!(p.next_serial, more[99] + 1);
     // a cursor set back (a restored backup): the same pages again, nothing twice
-    kim_cm::sidecar::cursor::set(&store, notifications::CURSOR_SERVICE, notifications::CURSOR_SERIAL, "0", START).unwrap();
-    let p = notifications::poll(&client, &store, &mut |_| {}).await.unwrap();
+    kim_cm::sidecar::cursor::set(
+        &store,
+        notifications::CURSOR_SERVICE,
+        notifications::CURSOR_SERIAL,
+        "0",
+        START,
+    )
+    .unwrap();
+    let p = notifications::poll(&client, &store, &mut |_| {})
+        .await
+        .unwrap();
     assert_eq!(p.new.len(), 0);
     assert_eq!(notifications::stored_serials(&store).unwrap().len(), 350);
 }
@@ -320,7 +371,11 @@ fn xmlsec1_verify(dir: &Path, name: &str, xml: &str, trusted: &Path) -> (bool, S
     let file = dir.join(name);
     std::fs::write(&file, xml).unwrap();
     let out = Command::new("xmlsec1")
-        .args(["--verify", "--id-attr:id", "urn:oasis:names:tc:SAML:2.0:assertion:Assertion"])
+        .args([
+            "--verify",
+            "--id-attr:id",
+            "urn:oasis:names:tc:SAML:2.0:assertion:Assertion",
+        ])
         .arg("--trusted-pem")
         .arg(trusted)
         .arg(&file)
@@ -346,15 +401,26 @@ async fn xmlsec1_verifies_the_cards_kim_cm_signs_and_refuses_one_altered_after_s
         let altered = card.replace(">31908574<", ">25520041<");
         assert_ne!(altered, card);
         let (ok, _) = xmlsec1_verify(bed.dir.path(), "altered.xml", &altered, &bed.org.ca_cert);
-        assert!(!ok, "{alg:?}: xmlsec1 accepted a card altered after signing");
+        assert!(
+            !ok,
+            "{alg:?}: xmlsec1 accepted a card altered after signing"
+        );
         // the same inside an envelope, as it travels to the STS
         let envelope = idcard::sts_request(&card, clock.now());
-        let (ok, why) = xmlsec1_verify(bed.dir.path(), "sts-request.xml", &envelope, &bed.org.ca_cert);
+        let (ok, why) = xmlsec1_verify(
+            bed.dir.path(),
+            "sts-request.xml",
+            &envelope,
+            &bed.org.ca_cert,
+        );
         assert!(ok, "{alg:?} in the envelope: {why}");
     }
     // the card the simulated STS signs, which a service request carries
     let client = bed.client(clock.clone(), "");
-    client.relation(&request(clock.now() + Duration::from_secs(86400))).await.unwrap();
+    client
+        .relation(&request(clock.now() + Duration::from_secs(86400)))
+        .await
+        .unwrap();
     let sts_pem = bed.dir.path().join("sts.pem");
     std::fs::write(&sts_pem, bed.sim.sts_certificate().to_pem().unwrap()).unwrap();
     let env = bed.sim.stats().last_envelope;
@@ -363,8 +429,16 @@ async fn xmlsec1_verifies_the_cards_kim_cm_signs_and_refuses_one_altered_after_s
 }
 
 const RELATION_ARGS: [&str; 10] = [
-    "--patient", PATIENT, "--professional", "010160-1803", "--org", "ydernummer:132435",
-    "--authorisation", "DM712", "--time-limit", "30d",
+    "--patient",
+    PATIENT,
+    "--professional",
+    "010160-1803",
+    "--org",
+    "ydernummer:132435",
+    "--authorisation",
+    "DM712",
+    "--time-limit",
+    "30d",
 ];
 
 fn args(first: &[&str], config: &Path, rest: &[&str]) -> Vec<String> {
@@ -389,21 +463,39 @@ async fn brs_relation_from_the_command_line_with_no_secret_in_the_trace_log() {
     assert!(stdout.contains("sufficient relation:   no"), "{stdout}");
     assert!(stdout.contains("actual relations:      C"), "{stdout}");
     assert!(stdout.contains("follow-up ordered:     yes"), "{stdout}");
-    assert!(stdout.contains("unique reference id:   ") && stdout.contains("external reference id: "));
-    assert!(stderr.contains("TRACE") && stderr.contains("SOAP POST"), "a trace log was written: {stderr}");
+    assert!(
+        stdout.contains("unique reference id:   ") && stdout.contains("external reference id: ")
+    );
+    assert!(
+        stderr.contains("TRACE") && stderr.contains("SOAP POST"),
+        "a trace log was written: {stderr}"
+    );
     // not one line of the private key, at trace level
     let key = std::fs::read_to_string(&bed.org.key).unwrap();
     for line in key.lines().filter(|l| !l.starts_with("-----")) {
-        assert!(!stderr.contains(line) && !stdout.contains(line), "key material in the output");
+        assert!(
+            !stderr.contains(line) && !stdout.contains(line),
+            "key material in the output"
+        );
     }
     assert!(!stderr.contains("PRIVATE KEY"));
     // nor the ID card, a bearer token for up to 24 hours
     let card = bed.sim.stats().issued_cards[0].clone();
-    let signature = card.split("SignatureValue>").nth(1).unwrap().trim_end_matches("</ds:");
+    let signature = card
+        .split("SignatureValue>")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches("</ds:");
     assert!(!stderr.contains(signature) && !stdout.contains(signature));
     // the timestamps the binary sent
     let env = bed.sim.stats().last_envelope;
-    let limit = env.split("<TimeLimit>").nth(1).unwrap().split('<').next().unwrap();
+    let limit = env
+        .split("<TimeLimit>")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap();
     assert_eq!(limit.len(), 25, "{limit}");
     assert!(parse_time(limit).is_some());
 
@@ -421,9 +513,20 @@ async fn brs_relation_from_the_command_line_with_no_secret_in_the_trace_log() {
         let out = kimcm(args(&["brs", "relation"], &config, &rest), vec![]).await;
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{flag} {bad}: {err}");
-        assert!(err.contains(says) && err.contains("nothing was sent"), "{err}");
+        assert!(
+            err.contains(says) && err.contains("nothing was sent"),
+            "{err}"
+        );
     }
-    let out = kimcm(args(&["brs", "relation"], &config, &[&RELATION_ARGS[..], &["--queryable-cvr", "31908575"]].concat()), vec![]).await;
+    let out = kimcm(
+        args(
+            &["brs", "relation"],
+            &config,
+            &[&RELATION_ARGS[..], &["--queryable-cvr", "31908575"]].concat(),
+        ),
+        vec![],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(bed.sim.stats().brs_calls, calls);
 
@@ -432,12 +535,23 @@ async fn brs_relation_from_the_command_line_with_no_secret_in_the_trace_log() {
     let out = kimcm(args(&["brs", "relation"], &config, &RELATION_ARGS), vec![]).await;
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("not whitelisted") && err.lines().filter(|l| l.starts_with("kim-cm:")).count() == 1, "{err}");
+    assert!(
+        err.contains("not whitelisted")
+            && err.lines().filter(|l| l.starts_with("kim-cm:")).count() == 1,
+        "{err}"
+    );
 
     // no [brs]: exit 2
     let plain = bed.dir.path().join("plain.toml");
     let zsr = "[zsr]\nauthority_url = \"https://localhost/auth\"\nbase_url = \"https://localhost/ApiGateway\"\nclient_id = \"c\"\nclient_secret_file = \"s\"\nusername = \"u\"\npassword_file = \"p\"\n";
-    std::fs::write(&plain, format!("[proxy]\ndata_dir = \"/tmp\"\n[upstream]\nca_file = \"{}\"\n{zsr}", bed.tls_ca.display())).unwrap();
+    std::fs::write(
+        &plain,
+        format!(
+            "[proxy]\ndata_dir = \"/tmp\"\n[upstream]\nca_file = \"{}\"\n{zsr}",
+            bed.tls_ca.display()
+        ),
+    )
+    .unwrap();
     let out = kimcm(args(&["brs", "notifications"], &plain, &[]), vec![]).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }
@@ -475,7 +589,10 @@ async fn a_crash_inside_the_page_transaction_loses_and_doubles_no_notification()
     let out = kimcm(args(&["brs", "notifications"], &config, &[]), vec![]).await;
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("150 new notifications in 2 pages"), "{stderr}");
+    assert!(
+        stderr.contains("150 new notifications in 2 pages"),
+        "{stderr}"
+    );
     let second = printed_serials(&stdout);
     let mut union: Vec<i64> = first.iter().chain(&second).copied().collect();
     assert_eq!(union.len(), 250, "nothing printed twice");
@@ -486,7 +603,14 @@ async fn a_crash_inside_the_page_transaction_loses_and_doubles_no_notification()
         all,
         "every notification stored once"
     );
-    assert!(stdout.lines().next().unwrap().contains("patient 0101601951, professional 0101601803, ydernummer 132435"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .next()
+            .unwrap()
+            .contains("patient 0101601951, professional 0101601803, ydernummer 132435"),
+        "{stdout}"
+    );
     // and again: nothing new
     let out = kimcm(args(&["brs", "notifications"], &config, &[]), vec![]).await;
     assert!(text(&out.stdout).is_empty());

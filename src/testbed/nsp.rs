@@ -108,7 +108,13 @@ pub fn make_org_certificate(dir: &Path, cvr: &str, org: &str) -> SimResult<OrgFi
     b.set_not_before(Asn1Time::days_from_now(0)?.as_ref())?;
     b.set_not_after(Asn1Time::days_from_now(3650)?.as_ref())?;
     b.append_extension(BasicConstraints::new().critical().ca().build()?)?;
-    b.append_extension(KeyUsage::new().critical().key_cert_sign().crl_sign().build()?)?;
+    b.append_extension(
+        KeyUsage::new()
+            .critical()
+            .key_cert_sign()
+            .crl_sign()
+            .build()?,
+    )?;
     b.sign(&ca_key, MessageDigest::sha256())?;
     let ca = b.build();
 
@@ -381,10 +387,9 @@ pub async fn start(dir: &Path, tls: &TlsFiles, port: u16) -> SimResult<RunningNs
         make_org_certificate(dir, DEFAULT_CVR, DEFAULT_ORG)?
     };
     let mut settings = NspSettings::default();
-    settings.relations.insert(
-        ("0101601951".into(), "0101601803".into()),
-        vec!["C".into()],
-    );
+    settings
+        .relations
+        .insert(("0101601951".into(), "0101601803".into()), vec!["C".into()]);
     start_with(tls, port, &org, DEFAULT_CVR, settings, clock::system()).await
 }
 
@@ -397,7 +402,10 @@ pub async fn start_with(
     settings: NspSettings,
     clock: Arc<dyn Clock>,
 ) -> SimResult<RunningNsp> {
-    let acceptor = Arc::new(crate::net::tls::acceptor(&tls.server_cert, &tls.server_key)?);
+    let acceptor = Arc::new(crate::net::tls::acceptor(
+        &tls.server_cert,
+        &tls.server_key,
+    )?);
     let oces_ca = X509::from_pem(&std::fs::read(&org.ca_cert)?)?;
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
     let addr = listener.local_addr()?;
@@ -497,7 +505,11 @@ async fn answer(req: Request<Incoming>, sim: &Sim) -> Reply {
     }
 }
 
-fn by_name<'a, 'i>(n: roxmltree::Node<'a, 'i>, ns: &str, name: &str) -> Option<roxmltree::Node<'a, 'i>> {
+fn by_name<'a, 'i>(
+    n: roxmltree::Node<'a, 'i>,
+    ns: &str,
+    name: &str,
+) -> Option<roxmltree::Node<'a, 'i>> {
     n.descendants()
         .find(|c| c.tag_name().name() == name && c.tag_name().namespace() == Some(ns))
 }
@@ -534,7 +546,10 @@ fn sts(text: &str, sim: &Sim) -> Reply {
         Err(e) => return sts_refuse(sim, &e),
     };
     if info.cert_hash != idcard::cert_hash(&signer.to_der().unwrap_or_default()) {
-        return sts_refuse(sim, "OCESCertHash is not the hash of the signing certificate");
+        return sts_refuse(
+            sim,
+            "OCESCertHash is not the hash of the signing certificate",
+        );
     }
     if info.card_type != "system" || info.level != "3" {
         return sts_refuse(sim, "only level-3 system cards are issued here");
@@ -551,7 +566,10 @@ fn sts(text: &str, sim: &Sim) -> Reply {
         (s.card_lifetime, s.issue_expired)
     };
     let (not_before, not_on_or_after) = if expired {
-        (now - Duration::from_secs(7200), now - Duration::from_secs(3600))
+        (
+            now - Duration::from_secs(7200),
+            now - Duration::from_secs(3600),
+        )
     } else {
         (now - idcard::BACKDATE, now + lifetime)
     };
@@ -578,19 +596,20 @@ fn sts(text: &str, sim: &Sim) -> Reply {
         s.stats.issued_cards.push(issued.clone());
     }
     let wst = |n: &str| El::new("wst", WST, n);
-    let body = wst("RequestSecurityTokenResponse")
-        .attr("Context", "www.sosi.dk")
-        .child(wst("TokenType").text("urn:oasis:names:tc:SAML:2.0:assertion:"))
-        .child(wst("RequestedSecurityToken").raw(&issued))
-        .child(wst("Status").child(
-            wst("Code").text("http://schemas.xmlsoap.org/ws/2005/02/trust/status/valid"),
-        ))
-        .child(wst("Issuer").child(El::new("wsa", WSA, "Address").text(STS_ISSUER)))
-        .child(
-            wst("Lifetime")
-                .child(El::new("wsu", WSU, "Created").text(&utc_text(not_before)))
-                .child(El::new("wsu", WSU, "Expires").text(&utc_text(not_on_or_after))),
-        );
+    let body =
+        wst("RequestSecurityTokenResponse")
+            .attr("Context", "www.sosi.dk")
+            .child(wst("TokenType").text("urn:oasis:names:tc:SAML:2.0:assertion:"))
+            .child(wst("RequestedSecurityToken").raw(&issued))
+            .child(wst("Status").child(
+                wst("Code").text("http://schemas.xmlsoap.org/ws/2005/02/trust/status/valid"),
+            ))
+            .child(wst("Issuer").child(El::new("wsa", WSA, "Address").text(STS_ISSUER)))
+            .child(
+                wst("Lifetime")
+                    .child(El::new("wsu", WSU, "Created").text(&utc_text(not_before)))
+                    .child(El::new("wsu", WSU, "Expires").text(&utc_text(not_on_or_after))),
+            );
     xml_reply(
         StatusCode::OK,
         soap(vec![crate::sidecar::brs::dgws::security(now, None)], body),
@@ -648,7 +667,11 @@ fn service(path: &str, text: &str, sim: &Sim) -> Reply {
     };
     let ranks: Vec<Option<usize>> = order.iter().map(|n| rank(n)).collect();
     if ranks.iter().any(Option::is_none) || ranks.windows(2).any(|w| w[0] >= w[1]) {
-        return dgws_fault(sim, "processing_problem", "medcom:Header is not in the schema's order");
+        return dgws_fault(
+            sim,
+            "processing_problem",
+            "medcom:Header is not in the schema's order",
+        );
     }
     let level = by_name(medcom, MEDCOM, "SecurityLevel").and_then(|l| l.text());
     let message_id = by_name(medcom, MEDCOM, "Linking")
@@ -656,30 +679,50 @@ fn service(path: &str, text: &str, sim: &Sim) -> Reply {
         .and_then(|m| m.text())
         .map(str::to_string);
     let Some(message_id) = message_id else {
-        return dgws_fault(sim, "missing_required_header", "medcom:Linking/MessageID is required");
+        return dgws_fault(
+            sim,
+            "missing_required_header",
+            "medcom:Linking/MessageID is required",
+        );
     };
     if level.map(str::trim) != Some("3") {
-        return dgws_fault(sim, "security_level_failed", "the service requires security level 3");
+        return dgws_fault(
+            sim,
+            "security_level_failed",
+            "the service requires security level 3",
+        );
     }
     let signer = match dsig::verify_enveloped(&doc, idcard::CARD_ID) {
         Ok(c) => c,
         Err(e) => return dgws_fault(sim, "invalid_idcard", &format!("ID card signature: {e}")),
     };
     if signer.to_der().ok() != sim.sts.cert.to_der().ok() {
-        return dgws_fault(sim, "invalid_idcard", "the ID card is not issued by the SOSI STS");
+        return dgws_fault(
+            sim,
+            "invalid_idcard",
+            "the ID card is not issued by the SOSI STS",
+        );
     }
     let info = match CardInfo::read(card) {
         Ok(i) => i,
         Err(e) => return dgws_fault(sim, "invalid_idcard", &e),
     };
     if info.level != "3" {
-        return dgws_fault(sim, "security_level_failed", "the ID card is not of level 3");
+        return dgws_fault(
+            sim,
+            "security_level_failed",
+            "the ID card is not of level 3",
+        );
     }
     if info.not_on_or_after <= now || info.not_before > now + TIMESTAMP_SKEW {
         return dgws_fault(sim, "expired_idcard", "Id-kortet er udløbet");
     }
     if created > now + TIMESTAMP_SKEW || created + TIMESTAMP_SKEW < now {
-        return dgws_fault(sim, "processing_problem", "the message timestamp is more than 5 minutes off");
+        return dgws_fault(
+            sim,
+            "processing_problem",
+            "the message timestamp is more than 5 minutes off",
+        );
     }
     if !sim.lock().whitelist.contains(&info.cvr) {
         return dgws_fault(
@@ -723,7 +766,10 @@ fn service(path: &str, text: &str, sim: &Sim) -> Reply {
                 .child(m("FlowStatus").text("flow_finalized_succesfully"));
             xml_reply(
                 StatusCode::OK,
-                soap(vec![crate::sidecar::brs::dgws::security(now, None), header], b),
+                soap(
+                    vec![crate::sidecar::brs::dgws::security(now, None), header],
+                    b,
+                ),
             )
         }
     }
@@ -761,7 +807,9 @@ fn brs_answer(
     sim: &Sim,
     now: OffsetDateTime,
 ) -> Result<El, String> {
-    if body.tag_name().name() != "treatmentRelationRequestBody" || body.tag_name().namespace() != Some(BRS_NS) {
+    if body.tag_name().name() != "treatmentRelationRequestBody"
+        || body.tag_name().namespace() != Some(BRS_NS)
+    {
         return Err("expected treatmentRelationRequestBody".into());
     }
     let names = child_names(body);
@@ -779,7 +827,9 @@ fn brs_answer(
         "ServiceProvider",
     ];
     if names != expected {
-        return Err(format!("the request's elements are not the schema's sequence: {names:?}"));
+        return Err(format!(
+            "the request's elements are not the schema's sequence: {names:?}"
+        ));
     }
     let org = body
         .children()
@@ -795,10 +845,16 @@ fn brs_answer(
         .children()
         .find(|c| c.tag_name().name() == "RelationLookupTimeInterval")
         .ok_or("no interval")?;
-    for t in [text_in(interval, "start"), text_in(interval, "end"), text_in(body, "TimeLimit")] {
-        guide_time(t.as_deref().unwrap_or("")).ok_or("a timestamp is not YYYY-MM-DDThh:mm:ss+hh:mm")?;
+    for t in [
+        text_in(interval, "start"),
+        text_in(interval, "end"),
+        text_in(body, "TimeLimit"),
+    ] {
+        guide_time(t.as_deref().unwrap_or(""))
+            .ok_or("a timestamp is not YYYY-MM-DDThh:mm:ss+hh:mm")?;
     }
-    let time_limit = guide_time(&text_in(body, "TimeLimit").unwrap_or_default()).ok_or("TimeLimit")?;
+    let time_limit =
+        guide_time(&text_in(body, "TimeLimit").unwrap_or_default()).ok_or("TimeLimit")?;
     let queryable = text_in(body, "QueryableCvr").unwrap_or_default();
     crate::sidecar::brs::ids::cvr(&queryable)?;
     let acceptable = list_in(body, "AcceptableRelations");
@@ -861,7 +917,9 @@ fn notification_answer(
     sim: &Sim,
     now: OffsetDateTime,
 ) -> Result<El, String> {
-    if body.tag_name().name() != "NotificationQueryRequestBody" || body.tag_name().namespace() != Some(NOTIFICATION_NS) {
+    if body.tag_name().name() != "NotificationQueryRequestBody"
+        || body.tag_name().namespace() != Some(NOTIFICATION_NS)
+    {
         return Err("expected NotificationQueryRequestBody".into());
     }
     if text_in(body, "Type").as_deref() != Some("BRS") {
@@ -891,23 +949,31 @@ fn notification_answer(
         for r in &n.actual {
             actual.push(a("Relation").text(r));
         }
-        let alarm = El::new("TreatmentRelationAlarmType", BRS_NS, "TreatmentRelationAlarmType")
-            .child(
-                a("TreatmentRelationFollowup")
-                    .child(
-                        a("TreatmentRelationRelayerData")
-                            .child(a("OrganisationIdentifier").child(a(&n.org_element).text(&n.org_value)))
-                            .child(a("PatientCpr").text(&n.patient_cpr))
-                            .child(a("HealthProfessionalCpr").text(&n.professional_cpr)),
-                    )
-                    .child(a("TimeLimit").text(&local_text(n.time_limit, &tz)))
-                    .child(a("ExternalReferenceId").text(&n.external_reference_id))
-                    .child(a("QueryableCvr").text(&n.queryable_cvr))
-                    .child(acceptable)
-                    .child(a("TreatmentRelationFollowupSerialNumber").text(&(n.serial + 100).to_string()))
-                    .child(a("UniqueId").text(&n.unique_id)),
-            )
-            .child(actual);
+        let alarm = El::new(
+            "TreatmentRelationAlarmType",
+            BRS_NS,
+            "TreatmentRelationAlarmType",
+        )
+        .child(
+            a("TreatmentRelationFollowup")
+                .child(
+                    a("TreatmentRelationRelayerData")
+                        .child(
+                            a("OrganisationIdentifier").child(a(&n.org_element).text(&n.org_value)),
+                        )
+                        .child(a("PatientCpr").text(&n.patient_cpr))
+                        .child(a("HealthProfessionalCpr").text(&n.professional_cpr)),
+                )
+                .child(a("TimeLimit").text(&local_text(n.time_limit, &tz)))
+                .child(a("ExternalReferenceId").text(&n.external_reference_id))
+                .child(a("QueryableCvr").text(&n.queryable_cvr))
+                .child(acceptable)
+                .child(
+                    a("TreatmentRelationFollowupSerialNumber").text(&(n.serial + 100).to_string()),
+                )
+                .child(a("UniqueId").text(&n.unique_id)),
+        )
+        .child(actual);
         out.push(
             n5("Notifications")
                 .child(n5("Type").text("BRS"))

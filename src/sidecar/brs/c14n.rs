@@ -70,7 +70,13 @@ impl El {
     }
 
     /// Adds an attribute in namespace `ns` with `prefix`.
-    pub fn ns_attr(mut self, prefix: &'static str, ns: &'static str, name: &str, value: &str) -> El {
+    pub fn ns_attr(
+        mut self,
+        prefix: &'static str,
+        ns: &'static str,
+        name: &str,
+        value: &str,
+    ) -> El {
         self.attrs.push(Attr {
             ns: Some((prefix, ns)),
             name: name.into(),
@@ -137,7 +143,8 @@ impl El {
         for (p, ns) in &used {
             let before = rendered.get(p).map(String::as_str);
             // exc-c14n: xmlns="" only undoes a default namespace rendered above
-            let skip = before == Some(ns.as_str()) || (p.is_empty() && ns.is_empty() && before.is_none_or(str::is_empty));
+            let skip = before == Some(ns.as_str())
+                || (p.is_empty() && ns.is_empty() && before.is_none_or(str::is_empty));
             if skip {
                 continue;
             }
@@ -356,7 +363,10 @@ mod tests {
             exclusive(doc.root_element(), Some(sig.id())),
             "<r:Root xmlns:r=\"urn:r\" a=\"1\" b=\"2\"><s:In xmlns:s=\"urn:s\" s:k=\"v\"></s:In><r:Out>t&amp;</r:Out></r:Root>"
         );
-        let inner = doc.descendants().find(|n| n.tag_name().name() == "x").unwrap();
+        let inner = doc
+            .descendants()
+            .find(|n| n.tag_name().name() == "x")
+            .unwrap();
         assert_eq!(exclusive(inner, None), "<x xmlns=\"urn:sig\"></x>");
     }
 }

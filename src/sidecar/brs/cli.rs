@@ -24,7 +24,7 @@ use crate::store::Store;
 pub enum Command {
     /// Ask BRS for the treatment relation between a patient and a health
     /// professional (treatmentRelation), ordering a follow-up as configured.
-    Relation(RelationArgs),
+    Relation(Box<RelationArgs>),
     /// Fetch the new notifications (follow-ups whose criteria were not met),
     /// store them and print them.
     Notifications(NotificationArgs),
@@ -85,9 +85,13 @@ fn fail(code: u8, sentence: impl std::fmt::Display) -> ExitCode {
 }
 
 /// Runs `cmd`; `init_logging` sets logging up as the config says.
-pub fn run(rt: &tokio::runtime::Runtime, cmd: Command, init_logging: fn(LogFormat, &str)) -> ExitCode {
+pub fn run(
+    rt: &tokio::runtime::Runtime,
+    cmd: Command,
+    init_logging: fn(LogFormat, &str),
+) -> ExitCode {
     match cmd {
-        Command::Relation(a) => rt.block_on(run_relation(a, init_logging)),
+        Command::Relation(a) => rt.block_on(run_relation(*a, init_logging)),
         Command::Notifications(a) => rt.block_on(run_notifications(a, init_logging)),
     }
 }

@@ -125,9 +125,10 @@ impl RelationRequest {
             }
         }
         brs("treatmentRelationRequestBody")
-            .child(brs("OrganisationIdentifier").child(
-                brs(self.organisation.kind.element()).text(&self.organisation.value),
-            ))
+            .child(
+                brs("OrganisationIdentifier")
+                    .child(brs(self.organisation.kind.element()).text(&self.organisation.value)),
+            )
             .child(brs("PatientCpr").text(&self.patient_cpr))
             .child(brs("HealthProfessionalCpr").text(&self.professional_cpr))
             .child(
@@ -161,11 +162,14 @@ pub struct RelationAnswer {
 }
 
 fn child<'a, 'i>(n: roxmltree::Node<'a, 'i>, name: &str) -> Option<roxmltree::Node<'a, 'i>> {
-    n.children().find(|c| c.is_element() && c.tag_name().name() == name)
+    n.children()
+        .find(|c| c.is_element() && c.tag_name().name() == name)
 }
 
 fn text_of(n: roxmltree::Node<'_, '_>, name: &str) -> Option<String> {
-    child(n, name).and_then(|c| c.text()).map(|t| t.trim().to_string())
+    child(n, name)
+        .and_then(|c| c.text())
+        .map(|t| t.trim().to_string())
 }
 
 fn relations(n: Option<roxmltree::Node<'_, '_>>) -> Vec<String> {
@@ -233,13 +237,16 @@ impl Notification {
             .find(|n| n.tag_name().name() == "NotificationQueryResponseBody")
             .ok_or("no NotificationQueryResponseBody")?;
         let mut out = Vec::new();
-        for n in r.children().filter(|c| c.tag_name().name() == "Notifications") {
+        for n in r
+            .children()
+            .filter(|c| c.tag_name().name() == "Notifications")
+        {
             let serial = text_of(n, "SerialNumber")
                 .and_then(|s| s.parse::<i64>().ok())
                 .ok_or("a notification without a numeric SerialNumber")?;
-            let alarm = n
-                .children()
-                .find(|c| c.is_element() && c.tag_name().name().starts_with("TreatmentRelationAlarm"));
+            let alarm = n.children().find(|c| {
+                c.is_element() && c.tag_name().name().starts_with("TreatmentRelationAlarm")
+            });
             let followup = alarm.and_then(|a| child(a, "TreatmentRelationFollowup"));
             let relayer = followup.and_then(|f| child(f, "TreatmentRelationRelayerData"));
             let organisation = relayer
@@ -341,7 +348,9 @@ impl NspClient {
     pub async fn relation(&self, req: &RelationRequest) -> Result<RelationAnswer, NspError> {
         let tz = self.tz.clone();
         let text = self
-            .call("BRS", &self.brs_url, BRS_ACTION, &|card| req.body(card, &tz))
+            .call("BRS", &self.brs_url, BRS_ACTION, &|card| {
+                req.body(card, &tz)
+            })
             .await?;
         RelationAnswer::parse(&text).map_err(|why| NspError::Answer {
             service: "BRS",
@@ -389,7 +398,10 @@ mod tests {
 </ns6:treatmentRelationResponseBody>"#).unwrap();
         assert!(!a.sufficient && a.followup_ordered);
         assert_eq!(a.actual, ["C"]);
-        assert_eq!(a.unique_reference_id, "0044ba5a-8378-4d33-b128-03522ed26e85");
+        assert_eq!(
+            a.unique_reference_id,
+            "0044ba5a-8378-4d33-b128-03522ed26e85"
+        );
         let page = Notification::parse_page(r#"<ns5:NotificationQueryResponseBody xmlns="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd" xmlns:ns5="http://nsi.dk/fmki20110601/notification">
   <ns5:Notifications>
     <ns5:Type>BRS</ns5:Type>

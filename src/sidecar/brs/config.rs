@@ -140,7 +140,11 @@ pub fn cvr_of_certificate(cert: &openssl::x509::X509) -> Option<String> {
 impl BrsConfig {
     /// Makes relative paths relative to `base` (the config file's folder).
     pub fn make_absolute(&mut self, base: &Path) {
-        for p in [&mut self.ca_file, &mut self.certificate_file, &mut self.key_file] {
+        for p in [
+            &mut self.ca_file,
+            &mut self.certificate_file,
+            &mut self.key_file,
+        ] {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -164,8 +168,12 @@ impl BrsConfig {
         if self.timeout_secs == 0 {
             return Err("[brs] timeout_secs must be at least 1".into());
         }
-        jiff::tz::TimeZone::get(&self.timezone)
-            .map_err(|_| format!("[brs] timezone {:?} is not a known time zone", self.timezone))?;
+        jiff::tz::TimeZone::get(&self.timezone).map_err(|_| {
+            format!(
+                "[brs] timezone {:?} is not a known time zone",
+                self.timezone
+            )
+        })?;
         for r in &self.acceptable_relations {
             super::ids::relation(r).map_err(|e| format!("[brs] acceptable_relations: {e}"))?;
         }

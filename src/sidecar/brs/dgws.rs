@@ -231,7 +231,12 @@ mod tests {
             .collect();
         assert_eq!(
             order,
-            ["SecurityLevel", "Linking", "FlowStatus", "RequireNonRepudiationReceipt"]
+            [
+                "SecurityLevel",
+                "Linking",
+                "FlowStatus",
+                "RequireNonRepudiationReceipt"
+            ]
         );
         assert!(env.contains(&format!("<medcom:MessageID>{id}</medcom:MessageID>")));
         assert!(env.contains("<wsu:Created>2026-12-02T10:00:00Z</wsu:Created>"));

@@ -73,7 +73,11 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SigningKey({}, private key withheld)", subject_text(&self.cert))
+        write!(
+            f,
+            "SigningKey({}, private key withheld)",
+            subject_text(&self.cert)
+        )
     }
 }
 
@@ -118,9 +122,8 @@ impl SigningKey {
         let cert = std::fs::read(cert_file)
             .map_err(|e| format!("cannot read {}: {e}", cert_file.display()))
             .and_then(|b| {
-                X509::from_pem(&b).map_err(|_| {
-                    format!("{} is not a PEM certificate", cert_file.display())
-                })
+                X509::from_pem(&b)
+                    .map_err(|_| format!("{} is not a PEM certificate", cert_file.display()))
             })?;
         let key = std::fs::read(key_file)
             .map_err(|e| format!("cannot read {}: {e}", key_file.display()))
@@ -133,9 +136,8 @@ impl SigningKey {
                     )
                 })
             })?;
-        SigningKey::new(key, cert, algorithm).map_err(|e| {
-            format!("{} and {}: {e}", cert_file.display(), key_file.display())
-        })
+        SigningKey::new(key, cert, algorithm)
+            .map_err(|e| format!("{} and {}: {e}", cert_file.display(), key_file.display()))
     }
 
     /// The certificate, DER.
@@ -144,8 +146,7 @@ impl SigningKey {
     }
 
     fn sign(&self, data: &[u8]) -> Result<Vec<u8>, String> {
-        let mut s =
-            Signer::new(self.algorithm.digest(), &self.key).map_err(|e| e.to_string())?;
+        let mut s = Signer::new(self.algorithm.digest(), &self.key).map_err(|e| e.to_string())?;
         s.update(data).map_err(|e| e.to_string())?;
         s.sign_to_vec().map_err(|e| e.to_string())
     }
@@ -180,13 +181,14 @@ pub fn sign_enveloped(
                 .child(ds("DigestValue").text(&B64.encode(digest))),
         );
     let value = key.sign(signed_info.canonical().as_bytes())?;
-    let signature = ds("Signature")
-        .attr("id", signature_id)
-        .child(signed_info)
-        .child(ds("SignatureValue").text(&B64.encode(value)))
-        .child(ds("KeyInfo").child(
-            ds("X509Data").child(ds("X509Certificate").text(&B64.encode(key.cert_der()))),
-        ));
+    let signature =
+        ds("Signature")
+            .attr("id", signature_id)
+            .child(signed_info)
+            .child(ds("SignatureValue").text(&B64.encode(value)))
+            .child(ds("KeyInfo").child(
+                ds("X509Data").child(ds("X509Certificate").text(&B64.encode(key.cert_der()))),
+            ));
     target.push(signature);
     Ok(())
 }
@@ -205,8 +207,9 @@ fn alg_of<'a>(n: Option<roxmltree::Node<'a, '_>>) -> Option<&'a str> {
 }
 
 fn ds_child<'a, 'i>(n: roxmltree::Node<'a, 'i>, name: &str) -> Option<roxmltree::Node<'a, 'i>> {
-    n.children()
-        .find(|c| c.is_element() && c.tag_name().namespace() == Some(DS) && c.tag_name().name() == name)
+    n.children().find(|c| {
+        c.is_element() && c.tag_name().namespace() == Some(DS) && c.tag_name().name() == name
+    })
 }
 
 /// Checks the enveloped signature of the one element with `id="{id}"` in
@@ -248,7 +251,9 @@ pub fn verify_enveloped(doc: &roxmltree::Document<'_>, id: &str) -> Result<X509,
         })
         .unwrap_or_default();
     if transforms != [ENVELOPED, EXC_C14N] {
-        return Err(bad("the transforms are not enveloped-signature and exclusive C14N"));
+        return Err(bad(
+            "the transforms are not enveloped-signature and exclusive C14N",
+        ));
     }
     let digest_alg = alg_of(ds_child(*reference, "DigestMethod"))
         .and_then(Algorithm::by_digest_uri)
@@ -257,10 +262,15 @@ pub fn verify_enveloped(doc: &roxmltree::Document<'_>, id: &str) -> Result<X509,
         .and_then(|n| n.text())
         .and_then(|t| B64.decode(t.split_whitespace().collect::<String>()).ok())
         .ok_or_else(|| bad("no readable DigestValue"))?;
-    let actual = hash(digest_alg.digest(), exclusive(target, Some(sig.id())).as_bytes())
-        .map_err(|e| bad(e.to_string()))?;
+    let actual = hash(
+        digest_alg.digest(),
+        exclusive(target, Some(sig.id())).as_bytes(),
+    )
+    .map_err(|e| bad(e.to_string()))?;
     if actual.as_ref() != claimed.as_slice() {
-        return Err(bad("the digest does not match: the element was changed after signing"));
+        return Err(bad(
+            "the digest does not match: the element was changed after signing",
+        ));
     }
     let cert = ds_child(sig, "KeyInfo")
         .and_then(|k| ds_child(k, "X509Data"))
@@ -311,7 +321,9 @@ mod tests {
             let key = test_key(alg);
             let mut card = El::new("saml", "urn:oasis:names:tc:SAML:2.0:assertion", "Assertion")
                 .attr("id", "IDCard")
-                .child(El::new("saml", "urn:oasis:names:tc:SAML:2.0:assertion", "Issuer").text("me"));
+                .child(
+                    El::new("saml", "urn:oasis:names:tc:SAML:2.0:assertion", "Issuer").text("me"),
+                );
             sign_enveloped(&mut card, "IDCard", "OCESSignature", &key).unwrap();
             let text = card.canonical();
             let doc = roxmltree::Document::parse(&text).unwrap();

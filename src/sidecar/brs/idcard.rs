@@ -113,17 +113,23 @@ pub fn sign_card(fields: &CardFields, key: &SigningKey) -> Result<String, String
         .child(saml("Issuer").text(&fields.issuer))
         .child(
             saml("Subject")
-                .child(saml("NameID").attr("Format", "medcom:cvrnumber").text(&org.cvr))
+                .child(
+                    saml("NameID")
+                        .attr("Format", "medcom:cvrnumber")
+                        .text(&org.cvr),
+                )
                 .child(
                     saml("SubjectConfirmation")
                         .child(
                             saml("ConfirmationMethod")
                                 .text("urn:oasis:names:tc:SAML:2.0:cm:holder-of-key"),
                         )
-                        .child(saml("SubjectConfirmationData").child(
-                            El::new("ds", dsig::DS, "KeyInfo")
-                                .child(El::new("ds", dsig::DS, "KeyName").text(SIGNATURE_ID)),
-                        )),
+                        .child(
+                            saml("SubjectConfirmationData").child(
+                                El::new("ds", dsig::DS, "KeyInfo")
+                                    .child(El::new("ds", dsig::DS, "KeyName").text(SIGNATURE_ID)),
+                            ),
+                        ),
                 ),
         )
         .child(
@@ -175,7 +181,10 @@ pub struct CardInfo {
 pub fn card_attribute(card: roxmltree::Node<'_, '_>, name: &str) -> Option<String> {
     card.descendants()
         .find(|n| n.tag_name().name() == "Attribute" && n.attribute("Name") == Some(name))
-        .and_then(|a| a.children().find(|c| c.tag_name().name() == "AttributeValue"))
+        .and_then(|a| {
+            a.children()
+                .find(|c| c.tag_name().name() == "AttributeValue")
+        })
         .and_then(|v| v.text())
         .map(|t| t.trim().to_string())
 }
@@ -183,7 +192,10 @@ pub fn card_attribute(card: roxmltree::Node<'_, '_>, name: &str) -> Option<Strin
 impl CardInfo {
     /// Reads the `Assertion` element `card`.
     pub fn read(card: roxmltree::Node<'_, '_>) -> Result<CardInfo, String> {
-        let find = |name: &str| card.descendants().find(|n| n.tag_name().name() == name && n.tag_name().namespace() == Some(SAML));
+        let find = |name: &str| {
+            card.descendants()
+                .find(|n| n.tag_name().name() == name && n.tag_name().namespace() == Some(SAML))
+        };
         let conditions = find("Conditions").ok_or("the card has no Conditions")?;
         let time = |a: &str| {
             conditions
@@ -206,8 +218,7 @@ impl CardInfo {
                 .map(|t| t.trim().to_string())
                 .unwrap_or_default(),
             care_provider: card_attribute(card, "medcom:CareProviderID").unwrap_or_default(),
-            care_provider_name: card_attribute(card, "medcom:CareProviderName")
-                .unwrap_or_default(),
+            care_provider_name: card_attribute(card, "medcom:CareProviderName").unwrap_or_default(),
             it_system: card_attribute(card, "medcom:ITSystemName").unwrap_or_default(),
         })
     }
@@ -230,10 +241,7 @@ pub fn sts_request(card: &str, now: OffsetDateTime) -> String {
                 .text("http://schemas.xmlsoap.org/ws/2005/02/trust/Issue"),
         )
         .child(El::new("wst", WST, "Claims").raw(card))
-        .child(
-            El::new("wst", WST, "Issuer")
-                .child(El::new("wsa", WSA, "Address").text(ISSUER)),
-        );
+        .child(El::new("wst", WST, "Issuer").child(El::new("wsa", WSA, "Address").text(ISSUER)));
     dgws::envelope(vec![dgws::security(now, None)], body)
 }
 
@@ -266,7 +274,8 @@ pub fn card_from_sts_answer(body: &str) -> Result<IssuedCard, String> {
     let xml = &body[card.range()];
     // embedded byte for byte, so it must declare every namespace it uses
     let alone = roxmltree::Document::parse(xml).map_err(|_| {
-        "the card uses namespaces declared outside it, so it cannot be embedded unchanged".to_string()
+        "the card uses namespaces declared outside it, so it cannot be embedded unchanged"
+            .to_string()
     })?;
     let info = CardInfo::read(alone.root_element())?;
     Ok(IssuedCard {
@@ -349,7 +358,8 @@ impl CardCache {
             tracing::debug!("the ID card expires soon; getting a new one");
         }
         let fresh = self.source.issue(now).await?;
-        self.issued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.issued
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         *slot = Some(fresh.clone());
         Ok(fresh)
     }
@@ -357,7 +367,10 @@ impl CardCache {
     /// Forgets `used` (a service refused it), unless it was replaced already.
     pub async fn invalidate(&self, used: &IssuedCard) {
         let mut slot = self.card.lock().await;
-        if slot.as_ref().is_some_and(|c| Arc::ptr_eq(&c.xml, &used.xml)) {
+        if slot
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(&c.xml, &used.xml))
+        {
             *slot = None;
         }
     }

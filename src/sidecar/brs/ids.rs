@@ -36,9 +36,14 @@ impl OrgKind {
         }
     }
     pub fn by_element(name: &str) -> Option<OrgKind> {
-        [OrgKind::Ydernummer, OrgKind::Sks, OrgKind::Sor, OrgKind::Ean]
-            .into_iter()
-            .find(|k| k.element() == name)
+        [
+            OrgKind::Ydernummer,
+            OrgKind::Sks,
+            OrgKind::Sor,
+            OrgKind::Ean,
+        ]
+        .into_iter()
+        .find(|k| k.element() == name)
     }
     pub fn word(self) -> &'static str {
         match self {
@@ -170,7 +175,11 @@ pub fn org_of_kind(kind: OrgKind, value: &str) -> Result<OrgId, String> {
         }
         OrgKind::Sks => {
             let len_ok = matches!(v.len(), 4 | 6 | 7);
-            if !len_ok || !v.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()) {
+            if !len_ok
+                || !v
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+            {
                 return Err(format!(
                     "SKS code {v:?} is not 4, 6 or 7 characters of 0-9 and A-Z"
                 ));
@@ -248,7 +257,10 @@ pub fn relation(text: &str) -> Result<String, String> {
 /// An authorisation id: five of 0-9 and A-Z (the seed's `DM712`).
 pub fn authorisation(text: &str) -> Result<String, String> {
     let t = text.trim();
-    if t.len() == 5 && t.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()) {
+    if t.len() == 5
+        && t.bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+    {
         Ok(t.to_string())
     } else {
         Err(format!(
@@ -281,10 +293,17 @@ mod tests {
             assert!(cvr(ok).is_ok(), "{ok}");
         }
         assert!(cvr("31908575").unwrap_err().contains("check digit"));
-        for ok in ["952581000016000", "952591000016003", "951681000016008", "952081000016007"] {
+        for ok in [
+            "952581000016000",
+            "952591000016003",
+            "951681000016008",
+            "952081000016007",
+        ] {
             assert_eq!(org(ok).unwrap().kind, OrgKind::Sor, "{ok}");
         }
-        assert!(org("sor:952581000016001").unwrap_err().contains("check digit"));
+        assert!(org("sor:952581000016001")
+            .unwrap_err()
+            .contains("check digit"));
         assert_eq!(org("5790000123452").unwrap().kind, OrgKind::Ean);
         assert!(org("ean:5790000123453").is_err());
         assert_eq!(org("132435").unwrap().kind, OrgKind::Ydernummer);

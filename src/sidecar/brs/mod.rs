@@ -47,7 +47,8 @@ pub fn utc_text(t: OffsetDateTime) -> String {
 /// `2026-12-02T11:00:00+01:00`: the guide's format for BRS's timestamps,
 /// `YYYY-MM-DD'T'HH:MM:SS'+'offset`, in `tz`.
 pub fn local_text(t: OffsetDateTime, tz: &jiff::tz::TimeZone) -> String {
-    let ts = jiff::Timestamp::from_second(t.unix_timestamp()).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let ts =
+        jiff::Timestamp::from_second(t.unix_timestamp()).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
     ts.to_zoned(tz.clone())
         .strftime("%Y-%m-%dT%H:%M:%S%:z")
         .to_string()
@@ -65,7 +66,14 @@ pub fn new_uuid() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 /// The organisation's signing key and who it is, from `[brs]`: the CVR from
@@ -73,8 +81,12 @@ pub fn new_uuid() -> String {
 pub fn organisation(
     cfg: &config::BrsConfig,
 ) -> Result<(dsig::SigningKey, idcard::Organisation), String> {
-    let key = dsig::SigningKey::load(&cfg.certificate_file, &cfg.key_file, cfg.signature_algorithm)
-        .map_err(|e| format!("[brs] certificate_file/key_file: {e}"))?;
+    let key = dsig::SigningKey::load(
+        &cfg.certificate_file,
+        &cfg.key_file,
+        cfg.signature_algorithm,
+    )
+    .map_err(|e| format!("[brs] certificate_file/key_file: {e}"))?;
     let in_cert = config::cvr_of_certificate(&key.cert);
     let cvr = match (&cfg.cvr, in_cert) {
         (Some(c), Some(d)) if *c != d => {
@@ -104,7 +116,10 @@ pub fn organisation(
 }
 
 /// The client `cfg` (checked, paths absolute) describes, on `clock`.
-pub fn nsp_client(cfg: &config::BrsConfig, clock: Arc<dyn Clock>) -> Result<client::NspClient, String> {
+pub fn nsp_client(
+    cfg: &config::BrsConfig,
+    clock: Arc<dyn Clock>,
+) -> Result<client::NspClient, String> {
     let (key, org) = organisation(cfg)?;
     let connector = crate::net::tls::connector(&cfg.ca_file, None)
         .map_err(|e| format!("[brs] ca_file: {e}"))?;

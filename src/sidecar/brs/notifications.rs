@@ -161,7 +161,13 @@ pub async fn poll(
         out.pages += 1;
         let next = page.iter().map(|n| n.serial + 1).max().unwrap_or(asked);
         let new = store_page(store, &page, next, out.pages, client.http.clock.now())?;
-        tracing::info!(page = out.pages, received = page.len(), new = new.len(), next_serial = next, "notification page stored");
+        tracing::info!(
+            page = out.pages,
+            received = page.len(),
+            new = new.len(),
+            next_serial = next,
+            "notification page stored"
+        );
         for n in &new {
             each(n);
         }
