@@ -165,6 +165,39 @@ async fn a_card_is_exchanged_at_the_sts_embedded_byte_for_byte_cached_and_renewe
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_card_outlives_the_process_until_it_is_refused_or_about_to_expire() {
+    let clock = ManualClock::new(START);
+    let bed = Bed::start(clock.clone()).await;
+    let store = Arc::new(bed.store());
+    let client = || {
+        let mut c = bed.client(clock.clone(), "");
+        c.cards = c.cards.with_store(store.clone()).unwrap();
+        c
+    };
+    let limit = START + Duration::from_secs(86400);
+    client().relation(&request(limit)).await.unwrap();
+    // another process: the stored card
+    let second = client();
+    second.relation(&request(limit)).await.unwrap();
+    assert_eq!(
+        (bed.sim.stats().cards_issued, second.cards.issued()),
+        (1, 0)
+    );
+    // refused: replaced, and the replacement is what is stored
+    bed.sim.fail_next(BRS_PATH, "expired_idcard", 1);
+    second.relation(&request(limit)).await.unwrap();
+    assert_eq!(bed.sim.stats().cards_issued, 2);
+    client().relation(&request(limit)).await.unwrap();
+    assert_eq!(bed.sim.stats().cards_issued, 2);
+    let stats = bed.sim.stats();
+    assert!(stats.last_envelope.contains(&stats.issued_cards[1]));
+    // about to expire: a new one
+    clock.advance(Duration::from_secs(24 * 3600 - 200));
+    client().relation(&request(limit)).await.unwrap();
+    assert_eq!(bed.sim.stats().cards_issued, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_relation_request_carries_every_field_and_the_answer_and_its_follow_up_are_read() {
     let clock = ManualClock::new(START);
     let bed = Bed::start(clock.clone()).await;
@@ -615,6 +648,74 @@ async fn a_crash_inside_the_page_transaction_loses_and_doubles_no_notification()
     let out = kimcm(args(&["brs", "notifications"], &config, &[]), vec![]).await;
     assert!(text(&out.stdout).is_empty());
     assert!(text(&out.stderr).contains("0 new notifications in 1 page;"));
+    assert_eq!(
+        bed.sim.stats().cards_issued,
+        1,
+        "one card for the three runs"
+    );
     let distinct: HashSet<i64> = bed.sim.stats().notification_queries.into_iter().collect();
     assert!(distinct.contains(&all[100]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kim_cms_verifier_accepts_a_pretty_printed_card_signed_by_xmlsec1_and_refuses_it_altered() {
+    // the other direction: xmlsec1 signs, kim-cm's exclusive C14N (on XML
+    // that is not canonical: declaration, indentation, an unused and a
+    // hoisted namespace, self-closing tags) must come to the same bytes
+    let clock = ManualClock::new(START);
+    let bed = Bed::start(clock).await;
+    let template = r##"<?xml version="1.0" encoding="UTF-8"?>
+<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" xmlns:unused="urn:unused" Version="2.0" id="IDCard">
+  <saml:Issuer>another implementation &amp; co</saml:Issuer>
+  <saml:Subject>
+    <saml:NameID Format='medcom:cvrnumber'>31908574</saml:NameID>
+  </saml:Subject>
+  <saml:Conditions NotOnOrAfter="2026-12-03T10:00:00Z" NotBefore="2026-12-02T09:55:00Z"/>
+  <ds:Signature id="OCESSignature">
+    <ds:SignedInfo>
+      <ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/>
+      <ds:SignatureMethod Algorithm="http://www.w3.org/2000/09/xmldsig#rsa-sha1"/>
+      <ds:Reference URI="#IDCard">
+        <ds:Transforms>
+          <ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/>
+          <ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/>
+        </ds:Transforms>
+        <ds:DigestMethod Algorithm="http://www.w3.org/2000/09/xmldsig#sha1"/>
+        <ds:DigestValue></ds:DigestValue>
+      </ds:Reference>
+    </ds:SignedInfo>
+    <ds:SignatureValue/>
+    <ds:KeyInfo><ds:X509Data/></ds:KeyInfo>
+  </ds:Signature>
+</saml:Assertion>
+"##;
+    let dir = bed.dir.path();
+    std::fs::write(dir.join("template.xml"), template).unwrap();
+    let out = Command::new("xmlsec1")
+        .args([
+            "--sign",
+            "--id-attr:id",
+            "urn:oasis:names:tc:SAML:2.0:assertion:Assertion",
+        ])
+        .arg("--privkey-pem")
+        .arg(format!(
+            "{},{}",
+            bed.org.key.display(),
+            bed.org.cert.display()
+        ))
+        .arg("--output")
+        .arg(dir.join("signed.xml"))
+        .arg(dir.join("template.xml"))
+        .output()
+        .expect("xmlsec1 (Debian package xmlsec1) is installed");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let signed = std::fs::read_to_string(dir.join("signed.xml")).unwrap();
+    let doc = roxmltree::Document::parse(&signed).unwrap();
+    let signer = kim_cm::sidecar::brs::dsig::verify_enveloped(&doc, "IDCard").unwrap();
+    let org = openssl::x509::X509::from_pem(&std::fs::read(&bed.org.cert).unwrap()).unwrap();
+    assert_eq!(signer.to_der().unwrap(), org.to_der().unwrap());
+    let altered = signed.replace("&amp; co", "&amp; cie");
+    let doc = roxmltree::Document::parse(&altered).unwrap();
+    let e = kim_cm::sidecar::brs::dsig::verify_enveloped(&doc, "IDCard").unwrap_err();
+    assert!(e.0.contains("changed after signing"), "{e}");
 }

@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
@@ -253,18 +254,53 @@ pub fn show_notification(n: &Notification) -> String {
     )
 }
 
+/// `state.sqlite` in the data folder.
+fn open_store(cfg: &Config) -> Result<Arc<Store>, ExitCode> {
+    std::fs::create_dir_all(&cfg.proxy.data_dir).map_err(|e| {
+        fail(
+            1,
+            format!(
+                "cannot create the data folder {}: {e}",
+                cfg.proxy.data_dir.display()
+            ),
+        )
+    })?;
+    Store::open(&cfg.proxy.data_dir.join(crate::serve::STATE_FILE))
+        .map(Arc::new)
+        .map_err(|e| fail(1, e))
+}
+
+/// The client, its card kept in `store`.
+fn client_for(
+    brs: &BrsConfig,
+    config: &std::path::Path,
+    store: &Arc<Store>,
+) -> Result<super::client::NspClient, ExitCode> {
+    let mut client = super::nsp_client(brs, clock::system())
+        .map_err(|e| fail(2, format!("config file {}: {e}", config.display())))?;
+    client.cards = client
+        .cards
+        .with_store(store.clone())
+        .map_err(|e| fail(1, e))?;
+    Ok(client)
+}
+
 async fn run_relation(a: RelationArgs, init_logging: fn(LogFormat, &str)) -> ExitCode {
     let (cfg, brs) = match load(&a.config) {
         Ok(x) => x,
         Err(c) => return c,
     };
     init_logging(cfg.log.format, &cfg.log.level);
-    let clock = clock::system();
-    let client = match super::nsp_client(&brs, clock.clone()) {
-        Ok(c) => c,
-        Err(e) => return fail(2, format!("config file {}: {e}", a.config.display())),
+    let store = match open_store(&cfg) {
+        Ok(s) => s,
+        Err(c) => return c,
     };
-    let req = match relation_request(&a, &brs, client.cards.cvr(), clock.now()) {
+    let client = match client_for(&brs, &a.config, &store) {
+        Ok(c) => c,
+        Err(c) => return c,
+    };
+    let now = client.http.clock.now();
+    let req = match relation_request(&a, &brs, client.cards.cvr(), now) {
         Ok(r) => r,
         Err(e) => return fail(2, format!("{e}; nothing was sent")),
     };
@@ -283,22 +319,13 @@ async fn run_notifications(a: NotificationArgs, init_logging: fn(LogFormat, &str
         Err(c) => return c,
     };
     init_logging(cfg.log.format, &cfg.log.level);
-    let client = match super::nsp_client(&brs, clock::system()) {
-        Ok(c) => c,
-        Err(e) => return fail(2, format!("config file {}: {e}", a.config.display())),
-    };
-    if let Err(e) = std::fs::create_dir_all(&cfg.proxy.data_dir) {
-        return fail(
-            1,
-            format!(
-                "cannot create the data folder {}: {e}",
-                cfg.proxy.data_dir.display()
-            ),
-        );
-    }
-    let store = match Store::open(&cfg.proxy.data_dir.join(crate::serve::STATE_FILE)) {
+    let store = match open_store(&cfg) {
         Ok(s) => s,
-        Err(e) => return fail(1, e),
+        Err(c) => return c,
+    };
+    let client = match client_for(&brs, &a.config, &store) {
+        Ok(c) => c,
+        Err(c) => return c,
     };
     let mut print = |n: &Notification| println!("{}", show_notification(n));
     match notifications::poll(&client, &store, &mut print).await {

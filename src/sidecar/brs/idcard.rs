@@ -28,6 +28,8 @@ use super::dgws::{self, Fault, SoapHttp};
 use super::dsig::{self, SigningKey};
 use crate::http::url::HttpsUrl;
 use crate::sidecar::clock::Clock;
+use crate::store::{Store, StoreError};
+use rusqlite::OptionalExtension;
 
 pub const SAML: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
 pub const WST: &str = "http://schemas.xmlsoap.org/ws/2005/02/trust";
@@ -326,14 +328,28 @@ impl CardSource {
     }
 }
 
+/// Where a card outlives the process: `state.sqlite`, keyed by CVR and STS,
+/// so that a `kim-cm brs` run every few minutes does not ask the STS each
+/// time. The card is a bearer token until it expires; it sits beside the
+/// rest of kim-cm's state, no more exposed than the organisation's key.
+const CARD_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS brs_card (
+    cvr     TEXT NOT NULL,
+    sts_url TEXT NOT NULL,
+    xml     TEXT NOT NULL,
+    stored  INTEGER NOT NULL,
+    PRIMARY KEY (cvr, sts_url)
+);";
+
 /// The card in use: fetched when there is none or it is about to expire,
-/// dropped when a service refuses it.
+/// dropped when a service refuses it; kept in the store when there is one.
 pub struct CardCache {
     source: CardSource,
     clock: Arc<dyn Clock>,
     renew_before: Duration,
     card: tokio::sync::Mutex<Option<IssuedCard>>,
     issued: std::sync::atomic::AtomicU32,
+    store: Option<Arc<Store>>,
 }
 
 impl CardCache {
@@ -344,6 +360,68 @@ impl CardCache {
             renew_before,
             card: tokio::sync::Mutex::new(None),
             issued: std::sync::atomic::AtomicU32::new(0),
+            store: None,
+        }
+    }
+
+    /// Keeps the card in `store` too.
+    pub fn with_store(mut self, store: Arc<Store>) -> Result<CardCache, StoreError> {
+        store.transaction(|tx| tx.execute_batch(CARD_SCHEMA))?;
+        self.store = Some(store);
+        Ok(self)
+    }
+
+    fn usable(&self, c: &IssuedCard, now: OffsetDateTime) -> bool {
+        c.info.not_on_or_after - self.renew_before > now
+    }
+
+    /// The stored card, if there is one.
+    fn load(&self) -> Option<IssuedCard> {
+        let store = self.store.as_ref()?;
+        let xml: Option<String> = store
+            .read(|c| {
+                c.query_row(
+                    "SELECT xml FROM brs_card WHERE cvr = ?1 AND sts_url = ?2",
+                    rusqlite::params![self.source.org.cvr, self.source.sts_url.to_string()],
+                    |r| r.get(0),
+                )
+                .optional()
+            })
+            .ok()
+            .flatten();
+        let xml = xml?;
+        let doc = roxmltree::Document::parse(&xml).ok()?;
+        let info = CardInfo::read(doc.root_element()).ok()?;
+        Some(IssuedCard {
+            xml: Arc::from(xml.as_str()),
+            info,
+        })
+    }
+
+    fn save(&self, card: Option<&IssuedCard>) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        let (cvr, sts) = (self.source.org.cvr.clone(), self.source.sts_url.to_string());
+        let now = self.clock.now().unix_timestamp();
+        let done = store.transaction(|tx| match card {
+            Some(c) => tx
+                .execute(
+                    "INSERT INTO brs_card (cvr, sts_url, xml, stored) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (cvr, sts_url) DO UPDATE SET xml = ?3, stored = ?4",
+                    rusqlite::params![cvr, sts, &*c.xml, now],
+                )
+                .map(drop),
+            None => tx
+                .execute(
+                    "DELETE FROM brs_card WHERE cvr = ?1 AND sts_url = ?2",
+                    rusqlite::params![cvr, sts],
+                )
+                .map(drop),
+        });
+        if let Err(e) = done {
+            // the card still works in this run; the next one asks the STS
+            tracing::warn!("the ID card could not be kept: {e}");
         }
     }
 
@@ -351,8 +429,11 @@ impl CardCache {
     pub async fn card(&self) -> Result<IssuedCard, CardError> {
         let mut slot = self.card.lock().await;
         let now = self.clock.now();
+        if slot.is_none() {
+            *slot = self.load();
+        }
         if let Some(c) = slot.as_ref() {
-            if c.info.not_on_or_after - self.renew_before > now {
+            if self.usable(c, now) {
                 return Ok(c.clone());
             }
             tracing::debug!("the ID card expires soon; getting a new one");
@@ -360,6 +441,7 @@ impl CardCache {
         let fresh = self.source.issue(now).await?;
         self.issued
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.save(Some(&fresh));
         *slot = Some(fresh.clone());
         Ok(fresh)
     }
@@ -372,6 +454,7 @@ impl CardCache {
             .is_some_and(|c| Arc::ptr_eq(&c.xml, &used.xml))
         {
             *slot = None;
+            self.save(None);
         }
     }
 
