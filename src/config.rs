@@ -435,6 +435,7 @@ impl Config {
             abs(&mut b.ca_file);
             abs(&mut b.certificate_file);
             abs(&mut b.key_file);
+            b.sts_certificate_file.as_mut().map(abs);
         }
         if let Some(a) = cfg.admin.as_mut() {
             abs(&mut a.password_hash_file);

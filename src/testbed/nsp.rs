@@ -289,6 +289,12 @@ impl RunningNsp {
         )
     }
 
+    /// Writes the STS's certificate to `path` (for `sts_certificate_file`).
+    pub fn write_sts_certificate(&self, path: &Path) -> SimResult<()> {
+        std::fs::write(path, self.sim.sts.cert.to_pem()?)?;
+        Ok(())
+    }
+
     /// The STS's certificate (what a service trusts cards by).
     pub fn sts_certificate(&self) -> X509 {
         self.sim.sts.cert.clone()

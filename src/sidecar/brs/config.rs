@@ -77,6 +77,9 @@ pub struct BrsConfig {
     pub certificate_file: PathBuf,
     /// Its private key (PEM, unencrypted, readable by kim-cm only).
     pub key_file: PathBuf,
+    /// The STS's signing certificate (PEM): when set, a card the STS issues
+    /// must carry its valid signature, or it is not used.
+    pub sts_certificate_file: Option<PathBuf>,
     /// The organisation's CVR number; taken from the certificate's subject
     /// (`CVR:<number>`) when absent, and must match it when both are there.
     pub cvr: Option<String>,

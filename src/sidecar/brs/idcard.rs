@@ -292,6 +292,22 @@ pub struct CardSource {
     pub sts_url: HttpsUrl,
     pub key: SigningKey,
     pub org: Organisation,
+    /// When set, a card must carry a valid signature by this certificate.
+    pub sts_certificate: Option<openssl::x509::X509>,
+}
+
+/// Checks that `card` is signed by `sts` and unchanged since.
+pub fn check_sts_signature(card: &IssuedCard, sts: &openssl::x509::X509) -> Result<(), String> {
+    let doc = roxmltree::Document::parse(&card.xml).map_err(|e| e.to_string())?;
+    let signer = dsig::verify_enveloped(&doc, CARD_ID)
+        .map_err(|e| format!("its signature does not hold: {e}"))?;
+    if signer.to_der().ok() != sts.to_der().ok() {
+        return Err(format!(
+            "it is signed by {}, not by the certificate in sts_certificate_file",
+            dsig::subject_text(&signer)
+        ));
+    }
+    Ok(())
 }
 
 impl CardSource {
@@ -313,6 +329,9 @@ impl CardSource {
             });
         }
         let card = card_from_sts_answer(&text).map_err(CardError::Answer)?;
+        if let Some(sts) = &self.sts_certificate {
+            check_sts_signature(&card, sts).map_err(CardError::Answer)?;
+        }
         if card.info.cvr != self.org.cvr {
             return Err(CardError::Answer(format!(
                 "it is for CVR {}, not {}",

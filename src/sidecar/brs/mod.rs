@@ -121,6 +121,20 @@ pub fn nsp_client(
     clock: Arc<dyn Clock>,
 ) -> Result<client::NspClient, String> {
     let (key, org) = organisation(cfg)?;
+    let sts_certificate = match &cfg.sts_certificate_file {
+        None => None,
+        Some(p) => Some(
+            std::fs::read(p)
+                .ok()
+                .and_then(|b| openssl::x509::X509::from_pem(&b).ok())
+                .ok_or_else(|| {
+                    format!(
+                        "[brs] sts_certificate_file: {} is not a readable PEM certificate",
+                        p.display()
+                    )
+                })?,
+        ),
+    };
     let connector = crate::net::tls::connector(&cfg.ca_file, None)
         .map_err(|e| format!("[brs] ca_file: {e}"))?;
     let http = dgws::SoapHttp {
@@ -137,6 +151,7 @@ pub fn nsp_client(
         sts_url: cfg.sts_url.clone(),
         key,
         org,
+        sts_certificate,
     };
     let tz = jiff::tz::TimeZone::get(&cfg.timezone)
         .map_err(|_| format!("[brs] timezone {:?} is not a known time zone", cfg.timezone))?;
