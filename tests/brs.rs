@@ -719,3 +719,34 @@ async fn kim_cms_verifier_accepts_a_pretty_printed_card_signed_by_xmlsec1_and_re
     let e = kim_cm::sidecar::brs::dsig::verify_enveloped(&doc, "IDCard").unwrap_err();
     assert!(e.0.contains("changed after signing"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_starts_the_simulator_and_its_config_section_works_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = kim_cm::testbed::ca::make_tls_ca(&dir.path().join("tls"), &[]).unwrap();
+    let sim = nsp::start(&dir.path().join("nsp"), &tls, 0).await.unwrap();
+    let config = dir.path().join("kim-cm.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[proxy]\ndata_dir = \"{}\"\n[upstream]\nca_file = \"{}\"\n{}",
+            dir.path().join("data").display(),
+            tls.ca_cert.display(),
+            sim.config_toml()
+        ),
+    )
+    .unwrap();
+    let cfg = kim_cm::config::Config::load(&config).unwrap();
+    assert!(cfg.has_sidecar() && cfg.brs.is_some());
+    let out = kimcm(args(&["brs", "relation"], &config, &RELATION_ARGS), vec![]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("actual relations:      C"));
+    let out = kimcm(args(&["brs", "notifications"], &config, &[]), vec![]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("0 new notifications"));
+    // a second start in the same folder keeps the organisation's certificate
+    let cert = std::fs::read(&sim.org.cert).unwrap();
+    drop(sim);
+    let again = nsp::start(&dir.path().join("nsp"), &tls, 0).await.unwrap();
+    assert_eq!(std::fs::read(&again.org.cert).unwrap(), cert);
+}
