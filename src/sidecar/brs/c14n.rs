@@ -143,7 +143,9 @@ impl El {
         for (p, ns) in &used {
             let before = rendered.get(p).map(String::as_str);
             // exc-c14n: xmlns="" only undoes a default namespace rendered above
+            // the xml prefix is bound by definition and never declared
             let skip = before == Some(ns.as_str())
+                || p == "xml"
                 || (p.is_empty() && ns.is_empty() && before.is_none_or(str::is_empty));
             if skip {
                 continue;
@@ -281,6 +283,7 @@ fn write_node(
     for (p, ns) in &used {
         let before = rendered.get(p).map(String::as_str);
         let skip = before == Some(ns.as_str())
+            || p == "xml"
             || (p.is_empty() && ns.is_empty() && before.is_none_or(str::is_empty));
         if skip {
             continue;
@@ -347,7 +350,7 @@ mod tests {
     fn parsed_xml_is_canonicalized_as_exc_c14n_says() {
         // unused declarations go, used ones move to where they are used,
         // self-closing tags open, attribute order and quotes normalise
-        let src = "<?xml version=\"1.0\"?>\n<r:Root xmlns:r=\"urn:r\" xmlns:unused=\"urn:u\" xmlns:s=\"urn:s\" b='2' a=\"1\">\
+        let src = "<?xml version=\"1.0\"?>\n<r:Root xmlns:r=\"urn:r\" xmlns:unused=\"urn:u\" xmlns:s=\"urn:s\" b='2' a=\"1\" xml:lang=\"da\">\
                    <!-- gone --><s:In s:k=\"v\"/><r:Out>t&amp;</r:Out><Sig xmlns=\"urn:sig\"><x/></Sig></r:Root>";
         let doc = roxmltree::Document::parse(src).unwrap();
         let sig = doc
@@ -356,12 +359,12 @@ mod tests {
             .unwrap();
         assert_eq!(
             exclusive(doc.root_element(), None),
-            "<r:Root xmlns:r=\"urn:r\" a=\"1\" b=\"2\"><s:In xmlns:s=\"urn:s\" s:k=\"v\"></s:In><r:Out>t&amp;</r:Out>\
+            "<r:Root xmlns:r=\"urn:r\" a=\"1\" b=\"2\" xml:lang=\"da\"><s:In xmlns:s=\"urn:s\" s:k=\"v\"></s:In><r:Out>t&amp;</r:Out>\
              <Sig xmlns=\"urn:sig\"><x></x></Sig></r:Root>"
         );
         assert_eq!(
             exclusive(doc.root_element(), Some(sig.id())),
-            "<r:Root xmlns:r=\"urn:r\" a=\"1\" b=\"2\"><s:In xmlns:s=\"urn:s\" s:k=\"v\"></s:In><r:Out>t&amp;</r:Out></r:Root>"
+            "<r:Root xmlns:r=\"urn:r\" a=\"1\" b=\"2\" xml:lang=\"da\"><s:In xmlns:s=\"urn:s\" s:k=\"v\"></s:In><r:Out>t&amp;</r:Out></r:Root>"
         );
         let inner = doc
             .descendants()
