@@ -63,6 +63,9 @@ pub struct Config {
     pub helsenorge: Option<crate::sidecar::helsenorge::config::HelsenorgeConfig>,
     /// CareFlex incident reporting (`kim-cm careflex`); off when absent.
     pub careflex: Option<crate::sidecar::careflex::config::CareflexConfig>,
+    /// NSP BRS and notifications (`kim-cm brs`); off when absent.
+    #[serde(default)]
+    pub brs: Option<crate::sidecar::brs::config::BrsConfig>,
 }
 
 /// Why `kim-cm serve` cannot run a config without listeners.
@@ -379,7 +382,10 @@ impl Config {
 
     /// Whether a sidecar (`kim-cm zsr`, ...) is configured.
     pub fn has_sidecar(&self) -> bool {
-        self.zsr.is_some() || self.helsenorge.is_some() || self.careflex.is_some()
+        self.zsr.is_some()
+            || self.helsenorge.is_some()
+            || self.careflex.is_some()
+            || self.brs.is_some()
     }
 
     /// Parses TOML text; `base` is the folder relative paths are taken from.
@@ -432,6 +438,12 @@ impl Config {
         }
         if let Some(c) = cfg.careflex.as_mut() {
             c.resolve(base);
+        }
+        if let Some(b) = cfg.brs.as_mut() {
+            abs(&mut b.ca_file);
+            abs(&mut b.certificate_file);
+            abs(&mut b.key_file);
+            b.sts_certificate_file.as_mut().map(abs);
         }
         if let Some(a) = cfg.admin.as_mut() {
             abs(&mut a.password_hash_file);

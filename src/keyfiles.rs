@@ -82,6 +82,9 @@ pub fn of(cfg: &Config) -> Vec<(PathBuf, String)> {
         add(&Some(c.password_file.clone()), "[careflex] password_file");
         add(&Some(c.apitoken_file.clone()), "[careflex] apitoken_file");
     }
+    if let Some(b) = &cfg.brs {
+        add(&Some(b.key_file.clone()), "[brs] key_file");
+    }
     if let Some(z) = &cfg.zsr {
         add(
             &Some(z.client_secret_file.clone()),

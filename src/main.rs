@@ -94,6 +94,9 @@ enum Command {
     /// CareFlex incident reporting (docs/careflex.md).
     #[command(subcommand)]
     Careflex(kim_cm::sidecar::careflex::cli::Command),
+    /// NSP Behandlingsrelationsservice and notifications, DGWS/SOSI (docs/brs.md).
+    #[command(subcommand)]
+    Brs(kim_cm::sidecar::brs::cli::Command),
     /// Measure the proxy (see docs/performance.md).
     Bench {
         #[command(subcommand)]
@@ -498,6 +501,7 @@ fn main() -> ExitCode {
         }
         Command::Helsenorge(c) => kim_cm::sidecar::helsenorge::cli::run(&rt, c, init_logging),
         Command::Careflex(c) => kim_cm::sidecar::careflex::cli::run(&rt, c),
+        Command::Brs(c) => kim_cm::sidecar::brs::cli::run(&rt, c, init_logging),
         Command::Bench { what } => {
             init_logging(LogFormat::Text, "warn");
             rt.block_on(async {

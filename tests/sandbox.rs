@@ -366,4 +366,8 @@ fn the_sandbox_serves_the_sidecars() {
         &last_month,
     ]);
     assert_eq!(code, 0, "{out}\n{err}");
+
+    // NSP: the notifications from the start
+    let (code, out, err) = run(&["brs", "notifications", "--config", &config]);
+    assert_eq!(code, 0, "{out}\n{err}");
 }

@@ -43,6 +43,7 @@ pub struct Ports {
     pub zsr: u16,
     pub helsenorge: u16,
     pub careflex: u16,
+    pub nsp: u16,
 }
 
 impl Ports {
@@ -56,6 +57,7 @@ impl Ports {
         zsr: 2444,
         helsenorge: 2445,
         careflex: 2446,
+        nsp: 2447,
     };
     /// Ports chosen by the system (for tests running side by side).
     pub const ANY: Ports = Ports {
@@ -68,6 +70,7 @@ impl Ports {
         zsr: 0,
         helsenorge: 0,
         careflex: 0,
+        nsp: 0,
     };
 }
 
@@ -106,6 +109,8 @@ pub struct SandboxInfo {
     pub patients_file: Option<PathBuf>,
     #[serde(default)]
     pub careflex_addr: Option<SocketAddr>,
+    #[serde(default)]
+    pub nsp_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -281,6 +286,7 @@ pub async fn start(
         helsenorge_url: Some(sidecars.helsenorge.base_url.clone()),
         patients_file: Some(sidecars.patients_file.clone()),
         careflex_addr: Some(sidecars.careflex.addr),
+        nsp_url: Some(sidecars.nsp.base_url.clone()),
     };
     ca::write_private(
         &data_dir.join("sandbox.json"),
@@ -521,9 +527,10 @@ impl SandboxInfo {
             &self.careflex_addr,
         ) {
             s.push_str(&format!(
-                "Sidecars (simulated):\n  SASIS ZSR {zsr}\n    kim-cm zsr sync --config {c}\n  Helsenorge {hn}\n    kim-cm helsenorge changes --config {c} --patients {}\n  CareFlex {}\n    kim-cm careflex report --config {c} INCIDENTS.csv   (docs/careflex.md)\n",
+                "Sidecars (simulated):\n  SASIS ZSR {zsr}\n    kim-cm zsr sync --config {c}\n  Helsenorge {hn}\n    kim-cm helsenorge changes --config {c} --patients {}\n  CareFlex {}\n    kim-cm careflex report --config {c} INCIDENTS.csv   (docs/careflex.md)\n  NSP {}\n    kim-cm brs notifications --config {c}   (docs/brs.md)\n",
                 patients.display(),
                 cf,
+                self.nsp_url.as_deref().unwrap_or("-"),
                 c = self.config_file.display()
             ));
         }

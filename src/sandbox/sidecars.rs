@@ -12,6 +12,7 @@ use crate::sidecar::clock;
 use crate::testbed::ca::{self, TlsFiles};
 use crate::testbed::careflex::{self, CareflexSim};
 use crate::testbed::helsenorge::{self, RunningHelsenorge};
+use crate::testbed::nsp::{self, RunningNsp};
 use crate::testbed::zsr::{generate, Credentials, ZsrSim};
 
 type SidecarResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -38,6 +39,7 @@ pub struct Sidecars {
     pub zsr: ZsrSim,
     pub helsenorge: RunningHelsenorge,
     pub careflex: CareflexSim,
+    pub nsp: RunningNsp,
     /// The example patients file for `kim-cm helsenorge changes`.
     pub patients_file: PathBuf,
 }
@@ -126,11 +128,18 @@ pub async fn start(
             &[CAREFLEX_OTHER_ID]
         )?
     ));
+    // NSP: the STS, BRS and the notification service on one port
+    let nsp = nsp::start(&data_dir.join("nsp"), tls, ports.nsp).await?;
+    text.push_str(&format!(
+        "\n# NSP treatment relations and notifications (simulated): kim-cm brs --help\n{}",
+        nsp.config_toml()
+    ));
     Ok((
         Sidecars {
             zsr,
             helsenorge,
             careflex,
+            nsp,
             patients_file,
         },
         text,

@@ -8,6 +8,7 @@
 //! A sidecar command runs on its own (`kim-cm zsr sync`, ...) with the same
 //! config file as `kim-cm serve`; its state is in the same `state.sqlite`.
 
+pub mod brs;
 pub mod careflex;
 pub mod clock;
 pub mod cursor;

@@ -10,6 +10,7 @@ pub mod kas;
 pub mod konnektor;
 pub mod limits;
 pub mod mailstore;
+pub mod nsp;
 pub mod pki;
 pub mod pop3;
 pub mod slapd;
