@@ -329,6 +329,12 @@ fn a_konnektor_that_demands_basic_auth_gets_it_and_the_password_stays_out_of_the
         "konnektor.pass",
         format!("{secret}\n").as_bytes(),
     );
+    // owner-only, as kim-cm demands of secret files
+    std::fs::set_permissions(
+        &pw_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let user = format!(
         "user = \"kim-cm\"\npassword_file = \"{}\"\n",
         pw_file.display()
