@@ -55,8 +55,17 @@ impl Bed {
         listener.set_nonblocking(true).unwrap();
         let listener = tokio::net::TcpListener::from_std(listener).unwrap();
         let sim = ZsrSim::start(listener, &tls, clock, creds(), generate(n)).unwrap();
-        std::fs::write(dir.path().join("secret"), format!("{CLIENT_SECRET}\n")).unwrap();
-        std::fs::write(dir.path().join("password"), format!("{PASSWORD}\n")).unwrap();
+        // owner-only, as kim-cm demands of secret files
+        kim_cm::testbed::ca::write_private(
+            &dir.path().join("secret"),
+            format!("{CLIENT_SECRET}\n").as_bytes(),
+        )
+        .unwrap();
+        kim_cm::testbed::ca::write_private(
+            &dir.path().join("password"),
+            format!("{PASSWORD}\n").as_bytes(),
+        )
+        .unwrap();
         Bed {
             ca: tls.ca_cert.clone(),
             dir,
@@ -470,7 +479,8 @@ fn validate_and_show_from_the_command_line_and_refusals_as_sentences() {
         err.contains("refused the number list as invalid (400: limit: The limit must be between 1 and 5000.)"),
         "{err}"
     );
-    std::fs::write(bed.dir.path().join("secret"), "not-the-secret\n").unwrap();
+    kim_cm::testbed::ca::write_private(&bed.dir.path().join("secret"), b"not-the-secret\n")
+        .unwrap();
     let (code, _, err) = kim(&["zsr", "sync", "--config", s(&config)]);
     assert_eq!(code, 1);
     assert!(err.contains("refused the login (invalid_client"), "{err}");

@@ -32,8 +32,8 @@ pub async fn run(numbers: usize, page_size: u32) -> BenchResult<()> {
     let minimum_pages = numbers.div_ceil(page_size as usize);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let sim = ZsrSim::start(listener, &tls, clock::system(), creds, data)?;
-    std::fs::write(dir.path().join("secret"), "bench-secret\n")?;
-    std::fs::write(dir.path().join("password"), "bench-password\n")?;
+    crate::testbed::ca::write_private(&dir.path().join("secret"), b"bench-secret\n")?;
+    crate::testbed::ca::write_private(&dir.path().join("password"), b"bench-password\n")?;
     let config = dir.path().join("kim-cm.toml");
     std::fs::write(
         &config,
