@@ -34,8 +34,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use openssl::ssl::SslAcceptor;
 use roxmltree::{Document, Node};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -44,7 +42,6 @@ use tokio::task::JoinHandle;
 
 use super::ca::TlsFiles;
 use crate::konnektor::xml::escape;
-use crate::net::Conn;
 use crate::sidecar::careflex::input::{country_ok, date};
 use crate::sidecar::careflex::soap::{NS_V1, NS_V2, SOAP_ENV};
 use crate::sidecar::clock::Clock;
@@ -60,8 +57,6 @@ pub const MAX_INCIDENTS: usize = 100;
 /// The largest request body read (a request of 100 incidents with master
 /// data is about 150 KiB; more than 100 must still be read to be refused).
 pub const MAX_REQUEST_BODY: usize = 8 * 1024 * 1024;
-/// How long a connection may idle.
-pub const TIMEOUT: Duration = Duration::from_secs(60);
 /// The incident types the simulator knows (the vendor's full list is not
 /// public; these two are the seed's).
 pub const KNOWN_TYPES: [&str; 2] = ["NEW", "RST"];
@@ -221,7 +216,12 @@ impl CareflexSim {
             clock,
             state: Mutex::new(State::default()),
         });
-        let task = tokio::spawn(serve(listener, acceptor, sim.clone()));
+        let task = tokio::spawn(super::https::serve(
+            listener,
+            acceptor,
+            sim.clone(),
+            |s, req| async move { handle(&s, req).await },
+        ));
         Ok(CareflexSim {
             addr,
             base_url: format!("https://localhost:{}", addr.port()),
@@ -302,34 +302,6 @@ impl CareflexSim {
 pub async fn start(tls: &TlsFiles, port: u16, creds: Credentials) -> SimResult<CareflexSim> {
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
     CareflexSim::start(listener, tls, crate::sidecar::clock::system(), creds)
-}
-
-async fn serve(listener: TcpListener, acceptor: Arc<SslAcceptor>, sim: Arc<Sim>) {
-    loop {
-        let Ok((tcp, peer)) = listener.accept().await else {
-            continue;
-        };
-        let _ = tcp.set_nodelay(true);
-        let (acceptor, sim) = (acceptor.clone(), sim.clone());
-        tokio::spawn(async move {
-            let mut conn = Conn::new(crate::net::conn::Stream::Plain(tcp), peer, TIMEOUT);
-            if conn.accept_tls(&acceptor).await.is_err() {
-                return;
-            }
-            let Some(stream) = conn.into_stream() else {
-                return;
-            };
-            let service = hyper::service::service_fn(move |req| {
-                let sim = sim.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(&sim, req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .header_read_timeout(TIMEOUT)
-                .timer(hyper_util::rt::TokioTimer::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
 }
 
 type Reply = Response<Full<Bytes>>;

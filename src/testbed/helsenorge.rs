@@ -31,18 +31,15 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Public};
 use openssl::sign::Verifier;
-use openssl::ssl::SslAcceptor;
 use serde::Deserialize;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::ca::TlsFiles;
-use crate::net::Conn;
 use crate::sidecar::clock::{self, Clock};
 use crate::sidecar::helsenorge::config::{DEFAULT_CHANGES_PATH, STS_V2_PATH};
 use crate::sidecar::helsenorge::offset;
@@ -65,8 +62,6 @@ pub const MAX_ASSERTION_SECS: i64 = 60;
 pub const CLOCK_SKEW_SECS: i64 = 10;
 /// The largest request body read (a token request is a few KiB).
 pub const MAX_REQUEST_BODY: usize = 64 * 1024;
-/// How long a connection may idle.
-pub const TIMEOUT: Duration = Duration::from_secs(60);
 /// The client's private key the simulator writes for the sandbox.
 pub const CLIENT_KEY_FILE: &str = "client-key.pem";
 /// The changes it starts with, if the file exists: `[{"at": "...", "fnr": "..."}]`.
@@ -532,31 +527,6 @@ async fn handle(
         .into_response())
 }
 
-async fn serve(listener: TcpListener, acceptor: Arc<SslAcceptor>, sim: Arc<HelsenorgeSim>) {
-    loop {
-        let Ok((tcp, peer)) = listener.accept().await else {
-            continue;
-        };
-        let _ = tcp.set_nodelay(true);
-        let (acceptor, sim) = (acceptor.clone(), sim.clone());
-        tokio::spawn(async move {
-            let mut conn = Conn::new(crate::net::conn::Stream::Plain(tcp), peer, TIMEOUT);
-            if conn.accept_tls(&acceptor).await.is_err() {
-                return;
-            }
-            let Some(stream) = conn.into_stream() else {
-                return;
-            };
-            let service = hyper::service::service_fn(move |req| handle(sim.clone(), req));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .header_read_timeout(TIMEOUT)
-                .timer(hyper_util::rt::TokioTimer::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
-}
-
 /// A running simulator. Dropping it stops it.
 pub struct RunningHelsenorge {
     pub addr: SocketAddr,
@@ -733,7 +703,12 @@ pub async fn start_with(
             ..State::default()
         }),
     });
-    let task = tokio::spawn(serve(listener, acceptor, sim.clone()));
+    let task = tokio::spawn(super::https::serve(
+        listener,
+        acceptor,
+        sim.clone(),
+        |s, req| async move { handle(s, req).await.unwrap_or_else(|e| match e {}) },
+    ));
     Ok(RunningHelsenorge {
         addr,
         base_url,

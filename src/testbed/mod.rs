@@ -6,6 +6,7 @@ pub mod ca;
 pub mod careflex;
 pub mod fachdienst;
 pub mod helsenorge;
+pub mod https;
 pub mod kas;
 pub mod konnektor;
 pub mod limits;

@@ -30,13 +30,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use openssl::asn1::Asn1Time;
 use openssl::bn::{BigNum, MsbOption};
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::PKey;
-use openssl::ssl::SslAcceptor;
 use openssl::x509::extension::{BasicConstraints, KeyUsage};
 use openssl::x509::{X509NameBuilder, X509};
 use time::OffsetDateTime;
@@ -44,7 +42,6 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::ca::TlsFiles;
-use crate::net::Conn;
 use crate::sidecar::brs::c14n::El;
 use crate::sidecar::brs::client::{BRS_NS, NOTIFICATION_NS, PAGE_SIZE};
 use crate::sidecar::brs::dgws::{MEDCOM, SOAP, WSSE, WSU};
@@ -67,7 +64,6 @@ pub const DEFAULT_CVR: &str = "31908574";
 pub const DEFAULT_ORG: &str = "Lægehuset Testby";
 /// The largest request read.
 pub const MAX_REQUEST: usize = 1024 * 1024;
-const TIMEOUT: Duration = Duration::from_secs(30);
 /// Files [`make_org_certificate`] writes.
 pub const OCES_CA_FILE: &str = "oces-ca.pem";
 pub const ORG_CERT_FILE: &str = "org.pem";
@@ -431,7 +427,12 @@ pub async fn start_with(
             issue_expired: false,
         }),
     });
-    let task = tokio::spawn(serve(listener, acceptor, sim.clone()));
+    let task = tokio::spawn(super::https::serve(
+        listener,
+        acceptor,
+        sim.clone(),
+        |s, req| async move { answer(req, &s).await },
+    ));
     Ok(RunningNsp {
         addr,
         base_url: format!("https://localhost:{}", addr.port()),
@@ -441,31 +442,6 @@ pub async fn start_with(
         sim,
         task,
     })
-}
-
-async fn serve(listener: TcpListener, acceptor: Arc<SslAcceptor>, sim: Arc<Sim>) {
-    loop {
-        let Ok((tcp, peer)) = listener.accept().await else {
-            continue;
-        };
-        let (acceptor, sim) = (acceptor.clone(), sim.clone());
-        tokio::spawn(async move {
-            let mut conn = Conn::new(crate::net::conn::Stream::Plain(tcp), peer, TIMEOUT);
-            if conn.accept_tls(&acceptor).await.is_err() {
-                return;
-            }
-            let Some(stream) = conn.into_stream() else {
-                return;
-            };
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let sim = sim.clone();
-                async move { Ok::<_, std::convert::Infallible>(answer(req, &sim).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
 }
 
 type Reply = Response<Full<Bytes>>;

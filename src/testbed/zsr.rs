@@ -29,15 +29,12 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use openssl::ssl::SslAcceptor;
 use serde_json::{json, Value};
 use time::{Date, OffsetDateTime};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::ca::TlsFiles;
-use crate::net::Conn;
 use crate::sidecar::clock::Clock;
 use crate::sidecar::zsr::config::SCOPE;
 use crate::sidecar::zsr::number::{check_letter, parse, Kind, RemainderZero};
@@ -52,7 +49,6 @@ pub const MAX_DETAIL_NUMBERS: usize = 500;
 pub const MAX_PAGE: usize = 5000;
 /// More requests than this within a minute are refused with 503.
 pub const RATE_LIMIT: usize = 1000;
-const TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_FORM: usize = 16 * 1024;
 
 /// The credentials the simulator accepts.
@@ -243,7 +239,12 @@ impl ZsrSim {
             faults: Mutex::new(Faults::default()),
             base: format!("https://localhost:{}", addr.port()),
         });
-        let task = tokio::spawn(serve(listener, acceptor, state.clone()));
+        let task = tokio::spawn(super::https::serve(
+            listener,
+            acceptor,
+            state.clone(),
+            |s, req| async move { answer(req, &s).await },
+        ));
         Ok(ZsrSim { addr, state, task })
     }
 
@@ -289,31 +290,6 @@ impl ZsrSim {
     /// the token service).
     pub fn revoke_access_tokens(&self) {
         lock(&self.state.access).clear();
-    }
-}
-
-async fn serve(listener: TcpListener, acceptor: Arc<SslAcceptor>, state: Arc<State>) {
-    loop {
-        let Ok((tcp, peer)) = listener.accept().await else {
-            continue;
-        };
-        let (acceptor, state) = (acceptor.clone(), state.clone());
-        tokio::spawn(async move {
-            let mut conn = Conn::new(crate::net::conn::Stream::Plain(tcp), peer, TIMEOUT);
-            if conn.accept_tls(&acceptor).await.is_err() {
-                return;
-            }
-            let Some(stream) = conn.into_stream() else {
-                return;
-            };
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let state = state.clone();
-                async move { Ok::<_, std::convert::Infallible>(answer(req, &state).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
     }
 }
 
