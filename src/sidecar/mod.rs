@@ -19,6 +19,29 @@ pub mod progress;
 pub mod ratelimit;
 pub mod zsr;
 
+/// The first line of a sidecar's secret file (`what` names its key, e.g.
+/// `[zsr] password_file`), after checking that only its owner may read it.
+pub fn read_secret(
+    path: &std::path::Path,
+    what: &str,
+) -> Result<zeroize::Zeroizing<String>, String> {
+    crate::keyfiles::check(path, what)?;
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "{what} {}: {e}; create the file with the value on its first line",
+            path.display()
+        )
+    })?);
+    let first = zeroize::Zeroizing::new(text.lines().next().unwrap_or("").trim_end().to_string());
+    if first.is_empty() {
+        return Err(format!(
+            "{what} {}: the first line is empty; put the value there",
+            path.display()
+        ));
+    }
+    Ok(first)
+}
+
 /// `YYYY-MM-DD` of a UTC time.
 pub fn day_text(t: time::OffsetDateTime) -> String {
     format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())

@@ -127,21 +127,7 @@ impl CareflexConfig {
     }
 }
 
-/// The first line of a secret file.
+/// The first line of the secret file `[careflex] key` names.
 pub fn read_secret(path: &Path, key: &str) -> Result<Zeroizing<String>, String> {
-    crate::keyfiles::check(path, &format!("[careflex] {key}"))?;
-    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-        format!(
-            "[careflex] {key} {}: {e}; create the file with the value on its first line",
-            path.display()
-        )
-    })?);
-    let first = Zeroizing::new(text.lines().next().unwrap_or("").trim().to_string());
-    if first.is_empty() {
-        return Err(format!(
-            "[careflex] {key} {}: the first line is empty; put the value there",
-            path.display()
-        ));
-    }
-    Ok(first)
+    crate::sidecar::read_secret(path, &format!("[careflex] {key}"))
 }

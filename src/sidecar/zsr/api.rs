@@ -192,16 +192,8 @@ pub struct ZsrApi {
     counts: Mutex<Counts>,
 }
 
-fn read_secret(path: &std::path::Path, what: &str) -> Result<Zeroizing<String>, ZsrError> {
-    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-        ZsrError::Config(format!(
-            "[zsr] {what} {}: {e}; create the file with the value on its first line",
-            path.display()
-        ))
-    })?);
-    Ok(Zeroizing::new(
-        text.lines().next().unwrap_or("").trim_end().to_string(),
-    ))
+fn read_secret(path: &std::path::Path, key: &str) -> Result<Zeroizing<String>, ZsrError> {
+    crate::sidecar::read_secret(path, &format!("[zsr] {key}")).map_err(ZsrError::Config)
 }
 
 impl ZsrApi {

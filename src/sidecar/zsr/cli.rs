@@ -89,12 +89,6 @@ fn load(path: &Path) -> Result<(Config, ZsrConfig, Store), Failed> {
     })?;
     zsr.check()
         .map_err(|e| usage(format!("config file {}: {e}", path.display())))?;
-    for (file, what) in [
-        (&zsr.client_secret_file, "[zsr] client_secret_file"),
-        (&zsr.password_file, "[zsr] password_file"),
-    ] {
-        crate::keyfiles::check(file, what).map_err(usage)?;
-    }
     std::fs::create_dir_all(&cfg.proxy.data_dir).map_err(|e| {
         usage(format!(
             "cannot create the data folder {}: {e}",
