@@ -36,6 +36,16 @@ pub const DESCRIPTIONS: &[(&str, &str, &str)] = &[
         "KIM mails opened on RETR, per account and result (ok, problem).",
     ),
     (
+        "kimcm_mails_fetched_total",
+        "counter",
+        "Mails handed to the client on RETR (opened or passed through), per account.",
+    ),
+    (
+        "kimcm_mail_bytes_fetched_total",
+        "counter",
+        "Bytes handed to the client on RETR, per account.",
+    ),
+    (
         "kimcm_kas_uploads_total",
         "counter",
         "Uploads to the KIM Attachment Service, per result.",

@@ -534,6 +534,18 @@ fn metrics_and_health_on_the_admin_port() {
         Some(1.0),
         "{text}"
     );
+    let b_ = format!("account=\"{bob}\"");
+    assert_eq!(
+        metric(&text, &format!("kimcm_mails_fetched_total{{{b_}}}")),
+        Some(1.0),
+        "{text}"
+    );
+    // the bytes the client got: the opened mail, as fetch_as received it
+    assert_eq!(
+        metric(&text, &format!("kimcm_mail_bytes_fetched_total{{{b_}}}")),
+        Some(got.len() as f64),
+        "{text}"
+    );
     // the card signed and decrypted through the Konnektor, each call timed
     assert!(
         text.contains("kimcm_konnektor_calls_total{operation="),

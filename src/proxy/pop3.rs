@@ -438,6 +438,19 @@ impl ProxyMailbox {
         r.mail
     }
 
+    /// What RETR answers: a mail opened by LIST's size check, or one fetched now.
+    async fn retr_spool(&mut self, n: usize) -> Result<Spool, MailboxError> {
+        if let Some(bytes) = self.opened.remove(&n) {
+            return Ok(Spool::from_bytes(bytes, &self.spool));
+        }
+        if self.large_opened.as_ref().is_some_and(|(i, _)| *i == n) {
+            if let Some((_, spool)) = self.large_opened.take() {
+                return Ok(spool);
+            }
+        }
+        self.fetch_opened(n).await
+    }
+
     /// Keeps the outcome of opening message `n` (point 10: the same RETR yields the
     /// same bytes; a different outcome than before is logged).
     async fn remember(&mut self, store: &Store, n: usize, result: &OpenResult) {
@@ -538,15 +551,15 @@ impl Mailbox for ProxyMailbox {
     }
 
     async fn retr(&mut self, n: usize) -> Result<Spool, MailboxError> {
-        if let Some(bytes) = self.opened.remove(&n) {
-            return Ok(Spool::from_bytes(bytes, &self.spool));
-        }
-        if self.large_opened.as_ref().is_some_and(|(i, _)| *i == n) {
-            if let Some((_, spool)) = self.large_opened.take() {
-                return Ok(spool);
-            }
-        }
-        self.fetch_opened(n).await
+        let spool = self.retr_spool(n).await?;
+        let account = self.login.address.to_ascii_lowercase();
+        crate::metrics::inc("kimcm_mails_fetched_total", &[("account", &account)]);
+        crate::metrics::add(
+            "kimcm_mail_bytes_fetched_total",
+            &[("account", &account)],
+            spool.len() as f64,
+        );
+        Ok(spool)
     }
 
     async fn top(&mut self, n: usize, _lines: usize) -> Result<Spool, MailboxError> {
