@@ -309,3 +309,34 @@ fn fuzz_soap_answers_and_sidecar_values() {
         }
     });
 }
+
+/// The answers of the NSP services (BRS, notifications, STS, DGWS faults, the
+/// XML signature and canonicalisation they go through) and of the Helsenorge feed.
+#[test]
+fn fuzz_the_sidecar_services_answers() {
+    use kim_cm::sidecar::brs::{c14n, client, dgws, dsig, idcard};
+    let seeds: Vec<Vec<u8>> = [
+        r#"<?xml version='1.0' encoding='UTF-8'?><ns6:treatmentRelationResponseBody xmlns:ns6="http://nsi.dk/fmki20110601/brs"><ns6:SufficientRelation>false</ns6:SufficientRelation><ns6:ActualRelations><ns6:Relation>C</ns6:Relation></ns6:ActualRelations><ns6:FollowupOrdered>true</ns6:FollowupOrdered><ns6:UniqueReferenceId>0044ba5a</ns6:UniqueReferenceId><ns6:ExternalReferenceId>e4a4ab3f</ns6:ExternalReferenceId></ns6:treatmentRelationResponseBody>"#,
+        r#"<ns5:NotificationQueryResponseBody xmlns:ns5="http://nsi.dk/fmki20110601/notification"><ns5:Notifications><ns5:Type>BRS</ns5:Type><ns5:SerialNumber>1027</ns5:SerialNumber><ns5:ExternalReferenceId>e4</ns5:ExternalReferenceId><ns5:QueryableCvr>31908574</ns5:QueryableCvr><T:TreatmentRelationAlarmType xmlns:T="http://nsi.dk/fmki20110601/brs"><T:TreatmentRelationFollowup><T:TreatmentRelationRelayerData><T:OrganisationIdentifier><T:DoctorOrganisationIdentifier>132435</T:DoctorOrganisationIdentifier></T:OrganisationIdentifier><T:PatientCpr>0101601951</T:PatientCpr></T:TreatmentRelationRelayerData><T:TimeLimit>2013-09-30T11:04:37+02:00</T:TimeLimit></T:TreatmentRelationFollowup></T:TreatmentRelationAlarmType></ns5:Notifications></ns5:NotificationQueryResponseBody>"#,
+        r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><soap:Fault><faultcode>medcom:invalid_idcard</faultcode><faultstring>card expired</faultstring></soap:Fault></soap:Body></soap:Envelope>"#,
+        r##"<wst:RequestSecurityTokenResponse xmlns:wst="http://schemas.xmlsoap.org/ws/2005/02/trust"><saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" id="IDCard"><saml:Conditions NotBefore="2026-12-06T00:00:00Z" NotOnOrAfter="2026-12-07T00:00:00Z"/><ds:Signature><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/><ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/><ds:Reference URI="#IDCard"><ds:DigestValue>AAAA</ds:DigestValue></ds:Reference></ds:SignedInfo><ds:SignatureValue>AAAA</ds:SignatureValue><ds:KeyInfo><ds:X509Data><ds:X509Certificate>MIIB</ds:X509Certificate></ds:X509Data></ds:KeyInfo></ds:Signature></saml:Assertion></wst:RequestSecurityTokenResponse>"##,
+        r#"{"Offset":"2026-12-02T10:00:00.00000Z","Fnr":["31129956715"]}"#,
+        r#"{"code":"invalid_token","message":"expired"}"#,
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect();
+    fuzz("sidecar-answers", &seeds, |raw| {
+        let text = String::from_utf8_lossy(raw);
+        let _ = client::RelationAnswer::parse(&text);
+        let _ = client::Notification::parse_page(&text);
+        let _ = dgws::Fault::parse(&text);
+        let _ = idcard::card_from_sts_answer(&text);
+        if let Ok(doc) = roxmltree::Document::parse(&text) {
+            let _ = c14n::exclusive(doc.root_element(), None);
+            let _ = dsig::verify_enveloped(&doc, idcard::CARD_ID);
+        }
+        let _ = serde_json::from_slice::<kim_cm::sidecar::helsenorge::client::Changes>(raw);
+        let _ = kim_cm::sidecar::helsenorge::client::ServiceError::parse(raw);
+    });
+}
