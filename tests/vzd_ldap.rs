@@ -147,6 +147,43 @@ fn mails_are_sealed_for_certificates_from_ldap_and_the_cache_outlives_the_direct
     assert_eq!(sb.stored_mails(&bob).len(), 2);
 }
 
+/// Issue 9's fault matrix: a directory that hangs (slapd frozen with SIGSTOP:
+/// connections are taken, nothing is answered) costs the client a temporary
+/// error within the configured bound, never a 250; once it answers again the
+/// client's retry arrives exactly once.
+#[test]
+fn a_hung_directory_gives_451_and_the_retry_arrives_once() {
+    let sb = Sandbox::start();
+    let (bob, ..) = sb.account(1);
+    let (_tls, t, slapd) = start_slapd(&vzd(&sb, Some("1.5+"), Some("1.5+")), None);
+    let k = second_kimcm(&sb, |text| {
+        with_ldap(text, &slapd, &t.ca_cert, None).replace(
+            "data_dir = \"{dir}/data\"\n",
+            "data_dir = \"{dir}/data\"\nconnect_timeout_secs = 1\n",
+        )
+    });
+    slapd.pause();
+    let mail = small_mail(&sb, &bob, "ldap-hung");
+    let (code, err) = send_as(&sb, 0, &smtp(&k), &mail, &[&bob]);
+    slapd.resume();
+    assert_ne!(code, 0, "no 250 while the directory hangs");
+    assert!(err.contains("451 4.4.3"), "{err}\n{}", k.log());
+    let log = k.log();
+    // the hang is in the TLS handshake: connect_timeout_secs bounds it
+    assert!(
+        log.contains("directory lookup failed: the directory is unavailable"),
+        "{log}"
+    );
+    assert!(
+        sb.stored_mails(&bob).is_empty(),
+        "nothing reached the Fachdienst"
+    );
+
+    let (code, err) = send_as(&sb, 0, &smtp(&k), &mail, &[&bob]);
+    assert_eq!(code, 0, "{err}\n{}", k.log());
+    assert_eq!(sb.stored_mails(&bob).len(), 1, "the retry arrives once");
+}
+
 #[test]
 fn a_large_mail_leaves_out_recipients_whose_kim_version_has_no_plus() {
     let sb = Sandbox::start();

@@ -165,6 +165,25 @@ impl Slapd {
         std::fs::read_to_string(self.dir.path().join("slapd.log")).unwrap_or_default()
     }
 
+    /// Freezes the server (SIGSTOP): connections are taken by the kernel but
+    /// nothing is answered, as with a hung directory. `resume` thaws it.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let _ = std::process::Command::new("kill")
+                .arg(sig)
+                .arg(c.id().to_string())
+                .status();
+        }
+    }
+
     /// Stops the server: the directory is down from now on.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
