@@ -43,6 +43,10 @@ pub enum ClientError {
     Timeout(Duration),
     #[error("the server closed the connection")]
     Closed,
+    /// Closed after the mail's final dot, before the reply: the server may have
+    /// queued the mail before it went away (RFC 1047), so its fate is unknown.
+    #[error("the server closed the connection after the mail's final dot, before its reply")]
+    ClosedAfterData,
     #[error("the server's answer is not SMTP: {0}")]
     Protocol(String),
     #[error("the server refused: {0}")]
@@ -339,7 +343,10 @@ impl SmtpClient {
                 StuffError::Spool(e) => ClientError::Spool(e),
                 StuffError::Peer(e) => write_err(e),
             })?;
-        let r = self.read_reply().await?;
+        let r = self.read_reply().await.map_err(|e| match e {
+            ClientError::Closed => ClientError::ClosedAfterData,
+            e => e,
+        })?;
         Ok(if r.code == 250 { Ok(r) } else { Err(r) })
     }
 
