@@ -190,7 +190,7 @@ fn smtp_greeting_stall() {
         fault: M::StallAtGreeting,
         heard: Heard::Auth,
         reply: "421 4.4.2",
-        log: "cannot reach the MTA: no answer",
+        log: "cannot reach the MTA: no answer from the server within 2s",
         big: false,
     });
 }
@@ -214,7 +214,7 @@ fn smtp_auth_stall() {
         fault: M::StallAtAuth,
         heard: Heard::Auth,
         reply: "421 4.4.2",
-        log: "login at the MTA failed: no answer",
+        log: "login at the MTA failed: no answer from the server within 2s",
         big: false,
     });
 }
@@ -238,7 +238,7 @@ fn smtp_mail_stall() {
         fault: M::StallAtMail,
         heard: Heard::Dot,
         reply: "421 4.4.2 The Fachdienst MTA did not answer in time; the mail was not sent",
-        log: "MTA connection failed before the data",
+        log: "MTA connection failed before the data: no answer from the server within 2s",
         big: false,
     });
 }
@@ -262,7 +262,7 @@ fn smtp_rcpt_stall() {
         fault: M::StallAtRcpt,
         heard: Heard::Dot,
         reply: "421 4.4.2 The Fachdienst MTA did not answer in time; the mail was not sent",
-        log: "MTA connection failed before the data",
+        log: "MTA connection failed before the data: no answer from the server within 2s",
         big: false,
     });
 }
@@ -301,7 +301,7 @@ fn smtp_in_data_stall() {
         heard: Heard::Dot,
         reply:
             "421 4.4.2 The Fachdienst MTA did not answer in time; the mail may not have been sent",
-        log: "MTA connection failed while sending",
+        log: "MTA connection failed while sending: no answer from the server within 2s",
         big: true,
     });
 }
@@ -314,7 +314,7 @@ fn smtp_after_data_kill() {
         heard: Heard::Dot,
         // the RFC 1047 window: kim-cm cannot know, and says so
         reply: "421 4.4.2 Connection to the Fachdienst MTA lost before it confirmed the mail; it may have arrived",
-        log: "MTA connection failed while sending",
+        log: "MTA connection failed while sending: the server closed the connection after the mail's final dot",
         big: false,
     });
 }
@@ -327,7 +327,7 @@ fn smtp_after_data_stall() {
         heard: Heard::Dot,
         reply:
             "421 4.4.2 The Fachdienst MTA did not answer in time; the mail may not have been sent",
-        log: "MTA connection failed while sending",
+        log: "MTA connection failed while sending: no answer from the server within 2s",
         big: false,
     });
 }
@@ -603,12 +603,13 @@ fn pop3_retr_cell(cell: &str, msg: usize, stall: bool) {
         other => panic!("[{cell}] expected -ERR, got {other:?}\n{}", k.log()),
     }
     assert!(p.closed(), "[{cell}] session still open after the loss");
-    let log = k.wait_log("Fachdienst POP3 connection lost");
-    assert!(
-        log.lines()
-            .any(|l| l.contains("Fachdienst POP3 connection lost")),
-        "[{cell}] {log}"
-    );
+    let needle = if stall {
+        "Fachdienst POP3 connection lost: no answer from the server within 2s"
+    } else {
+        "Fachdienst POP3 connection lost: the server closed the connection"
+    };
+    let log = k.wait_log(needle);
+    assert!(log.lines().any(|l| l.contains(needle)), "[{cell}] {log}");
     assert!(
         !w.fake.commands_of(1).iter().any(|c| c == "QUIT"),
         "[{cell}] QUIT sent on the broken connection: {:?}",
