@@ -87,9 +87,11 @@ impl From<ReadError> for ClientError {
     }
 }
 
-fn write_err(e: io::Error) -> ClientError {
+/// A failed write: a write that timed out is reported with the connection's timeout
+/// (the log then says how long kim-cm waited, not "0ns").
+fn write_err(e: io::Error, timeout: Duration) -> ClientError {
     if e.kind() == io::ErrorKind::TimedOut {
-        ClientError::Timeout(Duration::ZERO)
+        ClientError::Timeout(timeout)
     } else {
         ClientError::Closed
     }
@@ -380,7 +382,8 @@ impl Pop3Client {
         let mut wire = zeroize::Zeroizing::new(Vec::with_capacity(line.len() + 2));
         wire.extend_from_slice(line.as_bytes());
         wire.extend_from_slice(b"\r\n");
-        self.conn.send(&wire).await.map_err(write_err)?;
+        let t = self.conn.timeout();
+        self.conn.send(&wire).await.map_err(|e| write_err(e, t))?;
         self.read_status().await
     }
 

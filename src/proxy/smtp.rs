@@ -417,6 +417,9 @@ impl SmtpProxy {
                 match e {
                     ClientError::Spool(_) => Reply::new(451, "4.3.0 Local error reading the spooled mail; nothing was sent, try again"),
                     ClientError::Timeout(_) => Reply::new(421, "4.4.2 The Fachdienst MTA did not answer in time; the mail may not have been sent"),
+                    // RFC 1047: a 4xx, never a 250, for a mail the MTA did not confirm;
+                    // a resend may then arrive twice, which beats a mail lost
+                    ClientError::ClosedAfterData => Reply::new(421, "4.4.2 Connection to the Fachdienst MTA lost before it confirmed the mail; it may have arrived, a resend may arrive twice"),
                     _ => Reply::new(421, "4.4.2 Connection to the Fachdienst MTA lost; the mail was not accepted, send it again"),
                 }
             }

@@ -43,6 +43,10 @@ pub enum ClientError {
     Timeout(Duration),
     #[error("the server closed the connection")]
     Closed,
+    /// Closed after the mail's final dot, before the reply: the server may have
+    /// queued the mail before it went away (RFC 1047), so its fate is unknown.
+    #[error("the server closed the connection after the mail's final dot, before its reply")]
+    ClosedAfterData,
     #[error("the server's answer is not SMTP: {0}")]
     Protocol(String),
     #[error("the server refused: {0}")]
@@ -65,9 +69,11 @@ impl From<ReadError> for ClientError {
     }
 }
 
-fn write_err(e: io::Error) -> ClientError {
+/// A failed write: a write that timed out is reported with the connection's timeout
+/// (the log then says how long kim-cm waited, not "0ns").
+fn write_err(e: io::Error, timeout: Duration) -> ClientError {
     if e.kind() == io::ErrorKind::TimedOut {
-        ClientError::Timeout(Duration::ZERO)
+        ClientError::Timeout(timeout)
     } else {
         ClientError::Closed
     }
@@ -221,7 +227,8 @@ impl SmtpClient {
         let mut wire = zeroize::Zeroizing::new(Vec::with_capacity(line.len() + 2));
         wire.extend_from_slice(line.as_bytes());
         wire.extend_from_slice(b"\r\n");
-        self.conn.send(&wire).await.map_err(write_err)?;
+        let t = self.conn.timeout();
+        self.conn.send(&wire).await.map_err(|e| write_err(e, t))?;
         self.read_reply().await
     }
 
@@ -298,7 +305,11 @@ impl SmtpClient {
                 batch.push_str(l);
                 batch.push_str("\r\n");
             }
-            self.conn.send(batch.as_bytes()).await.map_err(write_err)?;
+            let t = self.conn.timeout();
+            self.conn
+                .send(batch.as_bytes())
+                .await
+                .map_err(|e| write_err(e, t))?;
             for _ in &lines {
                 replies.push(self.read_reply().await?);
             }
@@ -333,13 +344,17 @@ impl SmtpClient {
         &mut self,
         mail: impl AsyncRead + Unpin,
     ) -> Result<Result<Reply, Reply>, ClientError> {
+        let t = self.conn.timeout();
         send_stuffed(&mut self.conn, mail)
             .await
             .map_err(|e| match e {
                 StuffError::Spool(e) => ClientError::Spool(e),
-                StuffError::Peer(e) => write_err(e),
+                StuffError::Peer(e) => write_err(e, t),
             })?;
-        let r = self.read_reply().await?;
+        let r = self.read_reply().await.map_err(|e| match e {
+            ClientError::Closed => ClientError::ClosedAfterData,
+            e => e,
+        })?;
         Ok(if r.code == 250 { Ok(r) } else { Err(r) })
     }
 
