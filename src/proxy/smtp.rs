@@ -91,7 +91,11 @@ impl SmtpProxy {
             }
             Err(e) => {
                 tracing::warn!(%server, "login at the MTA failed: {e}");
-                c.quit().await;
+                // a server that went silent or away hears no QUIT: waiting
+                // for its answer would only hold the client longer
+                if !matches!(e, ClientError::Timeout(_) | ClientError::Closed) {
+                    c.quit().await;
+                }
                 Err(connect_reply(&e))
             }
         }
