@@ -69,9 +69,9 @@ impl LoginThrottle {
     }
 
     /// Counts a login the Fachdienst (or kim-cm) refused for its credentials.
-    /// Returns `Some` when this failure throttles the address (then one line
-    /// is logged); later failures while throttled cannot happen, as nothing is
-    /// tried.
+    /// Returns `Some` only for the failure that throttles the address, and logs
+    /// that one line (a login already in flight in another session may still
+    /// fail afterwards: it is counted, not logged again).
     pub fn failed(&self, ip: IpAddr) -> Option<Throttled> {
         let t = self.failed_at(ip, Instant::now());
         if let Some(t) = t {
