@@ -19,6 +19,9 @@ use crate::net::TlsMode;
 pub const MIN_MAX_MESSAGE_SIZE: u64 = 734_003_200;
 /// SMTP/POP3_TIMEOUT_CLIENT and _SERVER default (Tab_Konf_Param): 5 minutes.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 300;
+/// How long a client session may take to log in before it is closed (the way
+/// Postfix bounds a session that never gets anywhere): 2 minutes.
+pub const DEFAULT_LOGIN_TIMEOUT_SECS: u64 = 120;
 /// DATA up to this size stays in memory; beyond it, it goes to a spool file.
 pub const DEFAULT_SPOOL_MEMORY_LIMIT: usize = 1024 * 1024;
 
@@ -150,6 +153,8 @@ pub struct Proxy {
     pub max_message_size: u64,
     pub spool_memory_limit: usize,
     pub client_timeout_secs: u64,
+    /// Seconds from connect to a successful login; then the session is closed.
+    pub login_timeout_secs: u64,
     pub upstream_timeout_secs: u64,
     pub connect_timeout_secs: u64,
     /// Accounts without keys send and receive mail unsealed. For tests of the
@@ -165,6 +170,7 @@ impl Default for Proxy {
             max_message_size: MIN_MAX_MESSAGE_SIZE,
             spool_memory_limit: DEFAULT_SPOOL_MEMORY_LIMIT,
             client_timeout_secs: DEFAULT_TIMEOUT_SECS,
+            login_timeout_secs: DEFAULT_LOGIN_TIMEOUT_SECS,
             upstream_timeout_secs: DEFAULT_TIMEOUT_SECS,
             connect_timeout_secs: 30,
             allow_unsealed_for_testing: false,
@@ -175,6 +181,9 @@ impl Default for Proxy {
 impl Proxy {
     pub fn client_timeout(&self) -> Duration {
         Duration::from_secs(self.client_timeout_secs)
+    }
+    pub fn login_timeout(&self) -> Duration {
+        Duration::from_secs(self.login_timeout_secs)
     }
     pub fn upstream_timeout(&self) -> Duration {
         Duration::from_secs(self.upstream_timeout_secs)
@@ -562,6 +571,7 @@ mod tests {
         assert_eq!(c.upstream.smtp_tls, TlsMode::Implicit);
         assert_eq!(c.proxy.max_message_size, MIN_MAX_MESSAGE_SIZE);
         assert_eq!(c.proxy.client_timeout(), Duration::from_secs(300));
+        assert_eq!(c.proxy.login_timeout(), Duration::from_secs(120));
     }
 
     #[test]

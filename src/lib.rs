@@ -27,3 +27,4 @@ pub mod smtp;
 pub mod spool;
 pub mod store;
 pub mod testbed;
+pub mod throttle;

@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 
 use crate::net::{Conn, Stream, TlsMode};
 use crate::spool::SpoolSettings;
+use crate::throttle::LoginThrottle;
 
 /// Sessions one listener runs at once; further clients wait in the listen backlog.
 pub const MAX_SESSIONS_PER_LISTENER: usize = 512;
@@ -28,8 +29,13 @@ pub struct ListenerSettings {
     pub tls: TlsMode,
     /// Set for implicit-TLS and STARTTLS listeners.
     pub acceptor: Option<Arc<SslAcceptor>>,
-    /// How long the session waits for the client.
+    /// How long the session waits for the client: for each whole command line.
     pub timeout: Duration,
+    /// How long a session may go without a successful login before it is closed.
+    pub login_timeout: Duration,
+    /// Failed logins per client address, shared by every listener of the proxy;
+    /// `None` where nothing is to be protected (the testbed's simulators).
+    pub login_throttle: Option<Arc<LoginThrottle>>,
     pub spool: SpoolSettings,
 }
 

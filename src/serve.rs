@@ -31,6 +31,7 @@ use crate::proxy::restore::KasFetcher;
 use crate::proxy::smtp::SmtpProxy;
 use crate::spool::SpoolSettings;
 use crate::store::{Store, StoreError};
+use crate::throttle::LoginThrottle;
 use crate::{pop3, smtp};
 
 /// The embedded state database in the data directory.
@@ -187,6 +188,13 @@ fn acceptor(l: &Listener) -> Result<Option<Arc<SslAcceptor>>, StartError> {
     }
 }
 
+/// The proxy's one count of failed logins per client address, shared by all its
+/// listeners and kept across SIGHUP reloads (a reload forgives no one).
+fn login_throttle() -> Arc<LoginThrottle> {
+    static THROTTLE: std::sync::OnceLock<Arc<LoginThrottle>> = std::sync::OnceLock::new();
+    THROTTLE.get_or_init(Default::default).clone()
+}
+
 /// Binds one configured listener; returns it with its settings and bound address.
 async fn open(
     cfg: &Config,
@@ -198,6 +206,8 @@ async fn open(
         tls: l.tls,
         acceptor: acceptor(l)?,
         timeout: cfg.proxy.client_timeout(),
+        login_timeout: cfg.proxy.login_timeout(),
+        login_throttle: Some(login_throttle()),
         spool: spool.clone(),
     });
     let listener = TcpListener::bind(l.address)

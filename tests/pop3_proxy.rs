@@ -87,6 +87,8 @@ impl Fixture {
                 tls::acceptor(&tls_files.server_cert, &tls_files.server_key).unwrap(),
             )),
             timeout: Duration::from_secs(30),
+            login_timeout: Duration::from_secs(60),
+            login_throttle: None,
             spool,
         });
         let fd_task = tokio::spawn(server::serve_pop3(
@@ -123,6 +125,8 @@ impl Fixture {
             tls: TlsMode::Plain,
             acceptor: None,
             timeout: config.proxy.client_timeout(),
+            login_timeout: config.proxy.login_timeout(),
+            login_throttle: None,
             spool: SpoolSettings {
                 dir: config.proxy.data_dir.join("spool"),
                 memory_limit: config.proxy.spool_memory_limit,
@@ -485,6 +489,8 @@ async fn fachdienst_listener(
         tls: tls_mode,
         acceptor,
         timeout: Duration::from_secs(30),
+        login_timeout: Duration::from_secs(60),
+        login_throttle: None,
         spool: SpoolSettings {
             dir: f._dir.path().join("fd/spool"),
             memory_limit: 4096,

@@ -2,16 +2,21 @@
 //!
 //! Every protocol session in kim-cm (client-facing SMTP and POP3, the upstream
 //! clients, the testbed servers) reads through this type, so that three rules hold
-//! everywhere: every read has a timeout, no line is longer than the caller's bound,
+//! everywhere: every line has a timeout, no line is longer than the caller's bound,
 //! and a STARTTLS/STLS upgrade refuses to start while plaintext bytes sent before
 //! the upgrade are still buffered (they would otherwise be read as if they had come
 //! over TLS: the classic STARTTLS command injection).
+//!
+//! The timeout holds for a whole line, not for each read (as Postfix's
+//! `smtpd_per_record_deadline`): a peer dribbling one byte at a time cannot hold a
+//! session open past it (slowloris). A session may also set a hard deadline
+//! ([`Conn::set_deadline`], the login deadline) that no read waits past.
 
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openssl::ssl::{Ssl, SslAcceptor, SslConnector};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -70,7 +75,7 @@ impl AsyncWrite for Stream {
 pub enum ReadError {
     #[error("the peer closed the connection")]
     Closed,
-    #[error("no data from the peer within {0:?}")]
+    #[error("no complete line from the peer within {0:?}")]
     Timeout(Duration),
     #[error("line longer than {0} bytes")]
     TooLong(usize),
@@ -102,6 +107,8 @@ pub struct Conn {
     buf: Vec<u8>,
     pos: usize,
     timeout: Duration,
+    /// No read waits past this instant (see [`Conn::set_deadline`]).
+    deadline: Option<Instant>,
     peer: SocketAddr,
 }
 
@@ -112,6 +119,7 @@ impl Conn {
             buf: Vec::with_capacity(READ_CHUNK),
             pos: 0,
             timeout,
+            deadline: None,
             peer,
         }
     }
@@ -170,6 +178,28 @@ impl Conn {
         self.timeout = timeout;
     }
 
+    /// Sets (or with `None` lifts) a hard deadline: no read waits past it, however
+    /// fresh the line is. A read cut by it fails with `Timeout`; see
+    /// [`Conn::deadline_passed`].
+    pub fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+    }
+
+    /// True when a hard deadline is set and has passed.
+    pub fn deadline_passed(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// The instant a read started now must end: the timeout from now, or the hard
+    /// deadline if that comes first.
+    pub fn read_deadline(&self) -> Instant {
+        let by = Instant::now() + self.timeout;
+        match self.deadline {
+            Some(d) if d < by => d,
+            _ => by,
+        }
+    }
+
     pub fn is_tls(&self) -> bool {
         matches!(self.stream, Some(Stream::Tls(_)))
     }
@@ -204,8 +234,17 @@ impl Conn {
         }
     }
 
-    /// Reads more bytes from the socket into the buffer. Returns how many arrived.
+    /// Reads more bytes from the socket into the buffer, waiting at most the
+    /// timeout (or to the hard deadline). Returns how many arrived.
     pub async fn fill(&mut self) -> Result<usize, ReadError> {
+        let until = self.read_deadline();
+        self.fill_until(until).await
+    }
+
+    /// Reads more bytes from the socket into the buffer, waiting until `until` at
+    /// most (bytes already waiting in the socket are taken even when `until` has
+    /// passed). Returns how many arrived.
+    pub async fn fill_until(&mut self, until: Instant) -> Result<usize, ReadError> {
         if self.pos > 0 && self.pos == self.buf.len() {
             self.buf.clear();
             self.pos = 0;
@@ -223,7 +262,8 @@ impl Conn {
                 return Err(ReadError::Closed);
             }
         };
-        let res = tokio::time::timeout(timeout, stream.read(&mut self.buf[start..])).await;
+        let until = tokio::time::Instant::from_std(until);
+        let res = tokio::time::timeout_at(until, stream.read(&mut self.buf[start..])).await;
         match res {
             Err(_) => {
                 self.buf.truncate(start);
@@ -244,10 +284,12 @@ impl Conn {
         }
     }
 
-    /// Reads one line ending in LF and returns it without CR/LF. A line longer than
-    /// `max` is read to its end and discarded, and `TooLong` is returned, so the
-    /// session can answer and go on reading commands.
+    /// Reads one line ending in LF and returns it without CR/LF. The whole line must
+    /// arrive within the timeout. A line longer than `max` is read to its end and
+    /// discarded, and `TooLong` is returned, so the session can answer and go on
+    /// reading commands.
     pub async fn read_line(&mut self, max: usize) -> Result<Vec<u8>, ReadError> {
+        let until = self.read_deadline();
         let mut too_long = false;
         loop {
             let avail = &self.buf[self.pos..];
@@ -269,7 +311,7 @@ impl Conn {
                 let n = avail.len();
                 self.consume(n);
             }
-            self.fill().await?;
+            self.fill_until(until).await?;
         }
     }
 

@@ -150,6 +150,8 @@ enum End {
     Quit,
     ClientGone,
     Timeout,
+    /// No successful login within the listener's `login_timeout`.
+    LoginTimeout,
     Closed(&'static str),
 }
 
@@ -180,6 +182,7 @@ pub async fn run<B: Backend>(mut conn: Conn, settings: Arc<Settings>, backend: A
         End::Quit => "quit",
         End::ClientGone => "client disconnected",
         End::Timeout => "client timed out",
+        End::LoginTimeout => "no login within login_timeout_secs",
         End::Closed(why) => why,
     };
     tracing::info!(
@@ -260,6 +263,9 @@ async fn session<B: Backend>(
     backend: &B,
     st: &mut State<B::Mailbox>,
 ) -> End {
+    // a session that never logs in is closed at the login deadline, however
+    // busy it keeps the line
+    conn.set_deadline(Some(std::time::Instant::now() + settings.login_timeout));
     if let Err(why) = crate::listener::implicit_tls(conn, settings).await {
         return End::Closed(why);
     }
@@ -287,14 +293,29 @@ async fn session<B: Backend>(
             }
             Ok(line) => dispatch(conn, settings, backend, st, &line).await,
             Err(ReadError::TooLong(_)) => bad_command(conn, st, "line too long").await,
-            // POP3 has no way to say "timeout" (no 421): close without a word
-            Err(ReadError::Timeout(_)) => return End::Timeout,
+            Err(ReadError::Timeout(_)) => {
+                return timed_out(conn, settings, st.mailbox.is_some()).await
+            }
             Err(_) => return End::ClientGone,
         };
         if let Flow::End(e) = flow {
             return e;
         }
     }
+}
+
+/// A read ran out of time. The autologout timer (RFC 1939 3) closes without a
+/// word; a session that has not logged in by the login deadline is told why.
+async fn timed_out(conn: &mut Conn, settings: &Settings, logged_in: bool) -> End {
+    if !logged_in && conn.deadline_passed() {
+        let text = format!(
+            "[SYS/TEMP] no login within {} seconds, closing connection",
+            settings.login_timeout.as_secs()
+        );
+        let _ = respond(conn, false, &text).await;
+        return End::LoginTimeout;
+    }
+    End::Timeout
 }
 
 async fn bad_command<M>(conn: &mut Conn, st: &mut State<M>, text: &str) -> Flow {
@@ -379,10 +400,10 @@ async fn dispatch<B: Backend>(
             let Some(user) = st.user.take() else {
                 return bad_command(conn, st, "send USER first").await;
             };
-            login(conn, backend, st, user, password).await
+            login(conn, settings, backend, st, user, password).await
         }
         Command::Auth { mechanism, initial } => {
-            auth_command(conn, backend, st, mechanism, initial).await
+            auth_command(conn, settings, backend, st, mechanism, initial).await
         }
         _ if !authorized => {
             bad_command(conn, st, "not logged in: use USER and PASS or AUTH first").await
@@ -420,6 +441,7 @@ async fn stls<M>(conn: &mut Conn, settings: &Settings, st: &mut State<M>) -> Flo
 
 async fn auth_command<B: Backend>(
     conn: &mut Conn,
+    settings: &Settings,
     backend: &B,
     st: &mut State<B::Mailbox>,
     mechanism: Option<String>,
@@ -458,7 +480,9 @@ async fn auth_command<B: Backend>(
                 Ok(l) if l == b"*" => answer!(conn, false, "authentication cancelled"),
                 Ok(l) => Zeroizing::new(l),
                 Err(ReadError::TooLong(_)) => return bad_command(conn, st, "line too long").await,
-                Err(ReadError::Timeout(_)) => return Flow::End(End::Timeout),
+                Err(ReadError::Timeout(_)) => {
+                    return Flow::End(timed_out(conn, settings, false).await)
+                }
                 Err(_) => return Flow::End(End::ClientGone),
             }
         }
@@ -477,16 +501,30 @@ async fn auth_command<B: Backend>(
     if let Err(r) = backend.check_user(&creds.user) {
         return login_failed(conn, st, r).await;
     }
-    login(conn, backend, st, creds.user, creds.password).await
+    login(conn, settings, backend, st, creds.user, creds.password).await
 }
+
+/// The refusal for a client address with too many failed logins.
+const THROTTLED: &str = "[AUTH] too many failed logins from your address";
 
 async fn login<B: Backend>(
     conn: &mut Conn,
+    settings: &Settings,
     backend: &B,
     st: &mut State<B::Mailbox>,
     user: String,
     password: Zeroizing<String>,
 ) -> Flow {
+    let throttle = settings.login_throttle.as_deref();
+    if let Some(Err(t)) = throttle.map(|t| t.check(conn.peer().ip())) {
+        // refused here: the Fachdienst is not asked
+        tracing::debug!(peer = %conn.peer(), "pop3 login refused: too many failed logins from this address");
+        answer!(
+            conn,
+            false,
+            format!("{THROTTLED}; try again in {} minutes", t.minutes())
+        );
+    }
     let client = ClientInfo {
         peer: conn.peer(),
         tls: conn.is_tls(),
@@ -496,9 +534,18 @@ async fn login<B: Backend>(
             st.who = Some(backend.describe(&m));
             st.mailbox = Some(m);
             st.marked = 0;
+            conn.set_deadline(None);
             answer!(conn, true, "logged in, maildrop ready")
         }
-        Err(r) => login_failed(conn, st, r).await,
+        Err(r) => {
+            // credentials refused (not a Fachdienst that is down or busy)
+            if r.text.starts_with("[AUTH]") {
+                if let Some(t) = throttle {
+                    t.failed(conn.peer().ip());
+                }
+            }
+            login_failed(conn, st, r).await
+        }
     }
 }
 
@@ -845,6 +892,8 @@ mod tests {
             tls,
             acceptor,
             timeout: Duration::from_secs(5),
+            login_timeout: Duration::from_secs(60),
+            login_throttle: None,
             spool: SpoolSettings {
                 dir: std::env::temp_dir(),
                 memory_limit: 1 << 20,

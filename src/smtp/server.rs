@@ -119,6 +119,8 @@ enum End {
     Quit,
     ClientGone,
     Timeout,
+    /// No successful login within the listener's `login_timeout`.
+    LoginTimeout,
     Closed(&'static str),
 }
 
@@ -140,6 +142,7 @@ pub async fn run<B: Backend>(mut conn: Conn, settings: Arc<Settings>, backend: A
         End::Quit => "quit",
         End::ClientGone => "client disconnected",
         End::Timeout => "client timed out",
+        End::LoginTimeout => "no login within login_timeout_secs",
         End::Closed(why) => why,
     };
     tracing::info!(
@@ -179,6 +182,9 @@ async fn session<B: Backend>(
     backend: &B,
     st: &mut State<B::Session>,
 ) -> End {
+    // a session that never logs in is closed at the login deadline, however
+    // busy it keeps the line
+    conn.set_deadline(Some(std::time::Instant::now() + settings.login_timeout));
     if let Err(why) = crate::listener::implicit_tls(conn, settings).await {
         return End::Closed(why);
     }
@@ -206,15 +212,7 @@ async fn session<B: Backend>(
                 continue;
             }
             Err(ReadError::Timeout(_)) => {
-                let _ = reply(
-                    conn,
-                    &Reply::new(
-                        421,
-                        format!("4.4.2 {} Timeout, closing connection", settings.name),
-                    ),
-                )
-                .await;
-                return End::Timeout;
+                return timed_out(conn, settings, st.auth.is_some()).await
             }
             Err(_) => return End::ClientGone,
         };
@@ -236,6 +234,23 @@ async fn session<B: Backend>(
 enum Flow {
     Continue,
     End(End),
+}
+
+/// A read ran out of time: the line did not come within the client timeout, or
+/// the session has not logged in by the login deadline. Says which, and ends.
+async fn timed_out(conn: &mut Conn, settings: &Settings, logged_in: bool) -> End {
+    if !logged_in && conn.deadline_passed() {
+        let text = format!(
+            "4.4.2 {} No login within {} seconds, closing connection",
+            settings.name,
+            settings.login_timeout.as_secs()
+        );
+        let _ = reply(conn, &Reply::new(421, text)).await;
+        return End::LoginTimeout;
+    }
+    let text = format!("4.4.2 {} Timeout, closing connection", settings.name);
+    let _ = reply(conn, &Reply::new(421, text)).await;
+    End::Timeout
 }
 
 macro_rules! answer {
@@ -260,7 +275,7 @@ async fn command<B: Backend>(
         && line[..4].eq_ignore_ascii_case(b"AUTH")
         && (line.len() == 4 || line[4] == b' ')
     {
-        return auth_command(conn, backend, st, &line).await;
+        return auth_command(conn, settings, backend, st, &line).await;
     }
     line.extend_from_slice(b"\r\n");
     let req = match Request::parse(&mut line.iter()) {
@@ -464,6 +479,7 @@ fn auth_allowed(conn: &Conn) -> bool {
 
 async fn auth_command<B: Backend>(
     conn: &mut Conn,
+    settings: &Settings,
     backend: &B,
     st: &mut State<B::Session>,
     line: &[u8],
@@ -473,6 +489,19 @@ async fn auth_command<B: Backend>(
     }
     if !auth_allowed(conn) {
         answer!(conn, 530, "5.7.0 Must issue a STARTTLS command first");
+    }
+    let throttle = settings.login_throttle.as_deref();
+    if let Some(Err(t)) = throttle.map(|t| t.check(conn.peer().ip())) {
+        // refused here: the Fachdienst is not asked
+        tracing::debug!(peer = %conn.peer(), "smtp login refused: too many failed logins from this address");
+        answer!(
+            conn,
+            454,
+            format!(
+                "4.7.0 Too many failed logins from your address; try again in {} minutes",
+                t.minutes()
+            )
+        );
     }
     let text = String::from_utf8_lossy(&line[4.min(line.len())..])
         .trim()
@@ -487,7 +516,7 @@ async fn auth_command<B: Backend>(
         "PLAIN" => {
             let resp = match initial {
                 Some(r) if r != "=" => r.into_bytes(),
-                _ => match challenge(conn, "").await {
+                _ => match challenge(conn, settings, "").await {
                     Ok(Some(r)) => r,
                     Ok(None) => answer!(conn, 501, "5.7.0 Authentication cancelled"),
                     Err(f) => return f,
@@ -498,7 +527,7 @@ async fn auth_command<B: Backend>(
         "LOGIN" => {
             let user = match initial {
                 Some(r) => r.into_bytes(),
-                None => match challenge(conn, &auth::encode("Username:")).await {
+                None => match challenge(conn, settings, &auth::encode("Username:")).await {
                     Ok(Some(r)) => r,
                     Ok(None) => answer!(conn, 501, "5.7.0 Authentication cancelled"),
                     Err(f) => return f,
@@ -508,7 +537,7 @@ async fn auth_command<B: Backend>(
                 Ok(u) => u,
                 Err(e) => return sasl_error(conn, st, e).await,
             };
-            let pass = match challenge(conn, &auth::encode("Password:")).await {
+            let pass = match challenge(conn, settings, &auth::encode("Password:")).await {
                 Ok(Some(r)) => r,
                 Ok(None) => answer!(conn, 501, "5.7.0 Authentication cancelled"),
                 Err(f) => return f,
@@ -535,10 +564,17 @@ async fn auth_command<B: Backend>(
     match backend.authenticate(&creds, &client).await {
         Ok(s) => {
             st.auth = Some(s);
+            conn.set_deadline(None);
             answer!(conn, 235, "2.7.0 Authentication successful")
         }
         Err(r) => {
             st.auth_failures += 1;
+            // credentials refused (not a Fachdienst that is down or slow)
+            if r.code == 535 {
+                if let Some(t) = throttle {
+                    t.failed(conn.peer().ip());
+                }
+            }
             tracing::info!(peer = %conn.peer(), code = r.code, "smtp login refused: {}", r.text());
             let close = r.code == 421 || st.auth_failures >= MAX_AUTH_FAILURES;
             if reply(conn, &r).await.is_err() {
@@ -574,7 +610,11 @@ async fn sasl_error<S>(conn: &mut Conn, st: &mut State<S>, e: SaslError) -> Flow
 }
 
 /// Sends a 334 challenge and reads the response line; `None` when the client cancels.
-async fn challenge(conn: &mut Conn, text: &str) -> Result<Option<Vec<u8>>, Flow> {
+async fn challenge(
+    conn: &mut Conn,
+    settings: &Settings,
+    text: &str,
+) -> Result<Option<Vec<u8>>, Flow> {
     let wire = format!("334 {text}\r\n");
     if conn.send(wire.as_bytes()).await.is_err() {
         return Err(Flow::End(End::ClientGone));
@@ -586,7 +626,7 @@ async fn challenge(conn: &mut Conn, text: &str) -> Result<Option<Vec<u8>>, Flow>
             let _ = reply(conn, &Reply::new(500, "5.5.2 Line too long")).await;
             Err(Flow::Continue)
         }
-        Err(ReadError::Timeout(_)) => Err(Flow::End(End::Timeout)),
+        Err(ReadError::Timeout(_)) => Err(Flow::End(timed_out(conn, settings, false).await)),
         Err(_) => Err(Flow::End(End::ClientGone)),
     }
 }
@@ -636,17 +676,7 @@ async fn data_command<B: Backend>(
             );
         }
         // the client went away in the middle of DATA: nothing is sent anywhere
-        Err(ReadError::Timeout(_)) => {
-            let _ = reply(
-                conn,
-                &Reply::new(
-                    421,
-                    format!("4.4.2 {} Timeout, closing connection", settings.name),
-                ),
-            )
-            .await;
-            return Flow::End(End::Timeout);
-        }
+        Err(ReadError::Timeout(_)) => return Flow::End(timed_out(conn, settings, true).await),
         Err(_) => return Flow::End(End::Closed("client disconnected in DATA; nothing was sent")),
     }
     let env = st.envelope.take().unwrap_or_default();
@@ -673,14 +703,21 @@ enum Received {
 
 /// Reads DATA to its end into `spool`. Past `max` bytes (or a spool failure) the rest
 /// is read and discarded, so the client gets its answer at the end of its data.
+/// Each line must come within the client timeout, as a command line must: the
+/// whole mail may take as long as it needs, a dribbled line may not.
 async fn receive_data(conn: &mut Conn, spool: &mut Spool, max: u64) -> Result<Received, ReadError> {
     let mut dec = DataDecoder::new();
     let mut out = Vec::with_capacity(128 * 1024);
     let mut too_big = false;
     let mut failed: Option<std::io::Error> = None;
+    let mut line_until = conn.read_deadline();
     loop {
         if conn.buffered().is_empty() {
-            conn.fill().await?;
+            conn.fill_until(line_until).await?;
+        }
+        if memchr::memchr(b'\n', conn.buffered()).is_some() {
+            // a line ended in what just came: the next one has its own time
+            line_until = conn.read_deadline();
         }
         let buf = conn.buffered();
         let done = dec.feed(buf, &mut out);
@@ -751,6 +788,8 @@ mod tests {
             tls: TlsMode::Plain,
             acceptor: None,
             timeout: Duration::from_secs(10),
+            login_timeout: Duration::from_secs(60),
+            login_throttle: None,
             spool: SpoolSettings {
                 dir: dir.path().join("spool"),
                 memory_limit: 64,

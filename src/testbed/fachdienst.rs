@@ -135,6 +135,8 @@ pub async fn start(
         tls: TlsMode::Implicit,
         acceptor: Some(acceptor.clone()),
         timeout: FACHDIENST_TIMEOUT,
+        login_timeout: FACHDIENST_TIMEOUT,
+        login_throttle: None,
         spool: spool.clone(),
     });
     let smtp_backend = Arc::new(TestbedSmtp {
@@ -148,6 +150,8 @@ pub async fn start(
         tls: TlsMode::Implicit,
         acceptor: Some(acceptor.clone()),
         timeout: FACHDIENST_TIMEOUT,
+        login_timeout: FACHDIENST_TIMEOUT,
+        login_throttle: None,
         spool,
     });
     let limits_l = listen(0).await?;
