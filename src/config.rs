@@ -415,6 +415,18 @@ impl Config {
             .ldap_client_pkcs12_password_file
             .as_mut()
             .map(abs);
+        for (key, secs) in [
+            ("client_timeout_secs", cfg.proxy.client_timeout_secs),
+            ("login_timeout_secs", cfg.proxy.login_timeout_secs),
+            ("upstream_timeout_secs", cfg.proxy.upstream_timeout_secs),
+            ("connect_timeout_secs", cfg.proxy.connect_timeout_secs),
+        ] {
+            if secs == 0 {
+                return Err(format!(
+                    "[proxy] {key} = 0 would end every session at once; give seconds (at least 1)"
+                ));
+            }
+        }
         let d = &cfg.directory;
         if let Some(url) = &d.ldap_url {
             crate::directory::ldap::check_url(url)
@@ -563,6 +575,20 @@ mod tests {
     use super::*;
 
     const MIN: &str = "[upstream]\nca_file = \"ca.pem\"\n[[smtp_listener]]\naddress = \"127.0.0.1:2525\"\ntls = \"plain\"\n";
+
+    #[test]
+    fn a_timeout_of_zero_is_refused() {
+        for key in [
+            "client_timeout_secs",
+            "login_timeout_secs",
+            "upstream_timeout_secs",
+            "connect_timeout_secs",
+        ] {
+            let text = MIN.replace("[upstream]", &format!("[proxy]\n{key} = 0\n[upstream]"));
+            let e = Config::parse(&text, Path::new("/etc/kim-cm")).unwrap_err();
+            assert!(e.contains(key) && e.contains("at least 1"), "{e}");
+        }
+    }
 
     #[test]
     fn minimal_config_with_defaults_and_relative_paths() {
