@@ -158,6 +158,16 @@ impl Kas {
 
     async fn add(&self, req: Request<Incoming>) -> Response<Body> {
         let sender = self.authenticated(&req);
+        // the link names the service as the client reached it (a KAS behind a
+        // relay or load balancer publishes that name, not its own port); without a
+        // usable Host header, the listener's
+        let base = req
+            .headers()
+            .get(hyper::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| h.starts_with("localhost:") && h[10..].parse::<u16>().is_ok())
+            .map(|h| format!("https://{h}"))
+            .unwrap_or_else(|| self.base_url.lock().map(|u| u.clone()).unwrap_or_default());
         let has_length = req.headers().get("content-length").is_some();
         let Some(boundary) = req
             .headers()
@@ -187,7 +197,6 @@ impl Kas {
                     "testbed KAS: upload stored"
                 );
                 self.meta().insert(id.clone(), meta);
-                let base = self.base_url.lock().map(|u| u.clone()).unwrap_or_default();
                 let link = format!("{base}{BASE_PATH}/attachment/{id}");
                 json(
                     StatusCode::CREATED,
