@@ -16,10 +16,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::cutter::{Cut, Cutter};
-use common::kimcm::{KimCm, Sandbox};
-use common::mail::{
-    big_mail, config_text, fetch_as, header_value, rand_id, second_kimcm, send_via,
-};
+use common::kimcm::{url_with_login, KimCm, Sandbox};
+use common::mail::{big_mail, config_text, curl, header_value, rand_id, second_kimcm, send_via};
 
 const MIB: u64 = 1024 * 1024;
 /// The mail's size: over the 15 MiB that send it through the KAS.
@@ -94,7 +92,12 @@ impl Rig {
 
     /// Bob's first mail, fetched through kim-cm.
     fn fetch(&self) -> Vec<u8> {
-        fetch_as(&self.sb, 1, &self.k.pop3.unwrap().to_string(), 1)
+        let (_, pw, _, user) = self.sb.account(1);
+        let pop3 = self.k.pop3.unwrap().to_string();
+        let url = url_with_login("pop3", &pop3, &user, &pw, "/1");
+        let (code, got, err) = curl(&["--url", &url]);
+        assert_eq!(code, 0, "curl pop3: {err}\n{}", self.k.log());
+        got
     }
 
     /// The uploads the KAS holds, once it has dropped those of broken
@@ -111,7 +114,8 @@ impl Rig {
     }
 
     /// The client was told 451 and alice got the 4002 report; nothing went to bob.
-    fn assert_upload_refused(&self, code: i32, err: &str) {
+    /// The one log line that says why.
+    fn assert_upload_refused(&self, code: i32, err: &str) -> String {
         assert_ne!(code, 0, "{err}");
         // A_19363-03: 451, the mail was not sent
         assert!(err.contains("< 451 4.4.0"), "{err}\n{}", self.k.log());
@@ -127,15 +131,16 @@ impl Rig {
             Some("4002")
         );
         let log = self.k.log();
-        let failed = log
+        let failed: Vec<_> = log
             .lines()
             .filter(|l| l.contains("KAS upload failed"))
-            .count();
-        assert_eq!(failed, 1, "one line says what happened: {log}");
+            .collect();
+        assert_eq!(failed.len(), 1, "one line says what happened: {log}");
         assert!(
             !log.contains(&self.sb.account(0).1),
             "no password in the log"
         );
+        failed[0].to_string()
     }
 
     /// The retry goes through; bob has the mail exactly once, and it restores
@@ -248,7 +253,11 @@ fn an_upload_stalled_mid_body_gets_451_and_the_retry_arrives_once() {
     let rig = Rig::new();
     rig.cutter.arm(Cut::StallUp(CUT_AT), 1);
     let (code, err) = rig.send();
-    rig.assert_upload_refused(code, &err);
+    let why = rig.assert_upload_refused(code, &err);
+    assert!(
+        why.contains(&format!("silent for {KAS_TIMEOUT_SECS} s")),
+        "{why}"
+    );
     let t = rig.cutter.traffic();
     assert_eq!(t.len(), 1, "{t:?}");
     assert!(t[0].cut && t[0].up == CUT_AT, "stalled mid-body: {t:?}");
@@ -314,11 +323,18 @@ fn download_broken(cut: Cut) {
         "broken mid-body: {t:?}"
     );
     let log = rig.k.log();
-    let failed = log
+    let failed: Vec<_> = log
         .lines()
         .filter(|l| l.contains("KAS download failed"))
-        .count();
-    assert_eq!(failed, 1, "one line says what happened: {log}");
+        .collect();
+    assert_eq!(failed.len(), 1, "one line says what happened: {log}");
+    if matches!(cut, Cut::StallDown(_)) {
+        assert!(
+            failed[0].contains(&format!("silent for {KAS_TIMEOUT_SECS} s")),
+            "{}",
+            failed[0]
+        );
+    }
     let cache = rig.k.dir.path().join("data").join("kas-cache");
     let cached: Vec<_> = std::fs::read_dir(&cache).unwrap().collect();
     assert!(cached.is_empty(), "nothing half-written kept: {cached:?}");

@@ -4,7 +4,8 @@
 //! - `POST /attachment/` (addMailData): Basic auth, multipart/form-data with
 //!   `messageID`, one `recipients` part per address, `expires` (RFC 5322) and
 //!   `attachment` with its own `Content-Length`; the data is streamed to disk.
-//!   201 with `sharedLink`; 400 for a malformed request, 401, 413 over the size
+//!   201 with `sharedLink` (named after the `Host` the client reached it by,
+//!   when that is `localhost:port`, so that a relay in front stays in the path); 400 for a malformed request, 401, 413 over the size
 //!   limit, 507 over the account's KAS quota.
 //! - `GET /attachment/{id}` (readMailData) with the `recipient` header: the data,
 //!   streamed; 400 without the header, 403 for an address not among the
