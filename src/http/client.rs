@@ -42,6 +42,7 @@ pub type Driver = tokio::task::JoinHandle<Result<(), hyper::Error>>;
 
 /// A fresh verified TLS connection to `url`'s host with an HTTP/1.1 handshake done,
 /// for requests with bodies of type `B`. `Err` says why, for the caller's error.
+/// The caller bounds the exchange's time.
 pub async fn connect<B>(
     url: &HttpsUrl,
     s: &HttpSettings,
@@ -51,6 +52,28 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    handshake(open(url, s).await?).await
+}
+
+/// As [`connect`], for transfers whose whole time cannot be bounded (the KAS's
+/// mail data, up to 700 MiB): the connection fails when the service is silent for
+/// `s.timeout` in the middle. hyper has no timeouts of its own, and a KAS stalled
+/// in an upload or a download would otherwise hold the session for ever.
+pub async fn connect_watched<B>(
+    url: &HttpsUrl,
+    s: &HttpSettings,
+) -> Result<(hyper::client::conn::http1::SendRequest<B>, Driver), String>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = open(url, s).await?;
+    handshake(crate::net::idle::IdleTimeout::new(stream, s.timeout)).await
+}
+
+/// TCP and TLS to `url`'s host, the certificate verified.
+async fn open(url: &HttpsUrl, s: &HttpSettings) -> Result<crate::net::Stream, String> {
     let conn = Conn::connect_upstream(
         &url.authority(),
         &url.host,
@@ -61,9 +84,20 @@ where
     )
     .await
     .map_err(|e| e.to_string())?;
-    let stream = conn
-        .into_stream()
-        .ok_or_else(|| "connection not usable".to_string())?;
+    conn.into_stream()
+        .ok_or_else(|| "connection not usable".to_string())
+}
+
+/// The HTTP/1.1 handshake over `stream`, its connection driven by a task.
+async fn handshake<B, S>(
+    stream: S,
+) -> Result<(hyper::client::conn::http1::SendRequest<B>, Driver), String>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| e.to_string())?;

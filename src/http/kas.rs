@@ -16,7 +16,7 @@ use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HO
 use hyper::{Method, Request, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use super::client::{connect, Driver, HttpSettings, MAX_JSON_BODY};
+use super::client::{connect_watched, Driver, HttpSettings, MAX_JSON_BODY};
 use super::url::HttpsUrl;
 use crate::crypto::kas_blob::{sealed_len, BlobSealer, SealedBlob};
 use crate::spool::Spool;
@@ -162,7 +162,7 @@ pub async fn add_mail_data(
     );
     let body = StreamBody::new(chunks);
 
-    let (mut sender, driver) = connect(&url, s).await.map_err(fail)?;
+    let (mut sender, driver) = connect_watched(&url, s).await.map_err(fail)?;
     let credentials = zeroize::Zeroizing::new(
         base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")),
     );
@@ -184,12 +184,12 @@ pub async fn add_mail_data(
     let resp = sender
         .send_request(req)
         .await
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(with_cause(&e)))?;
     let status = resp.status();
     let answer = Limited::new(resp.into_body(), MAX_JSON_BODY)
         .collect()
         .await
-        .map_err(|e| fail(format!("reading the answer: {e}")))?
+        .map_err(|e| fail(format!("reading the answer: {}", with_cause(e.as_ref()))))?
         .to_bytes();
     driver.abort();
     match status {
@@ -266,8 +266,9 @@ pub async fn read_mail_data(
     let mut out = Spool::new(spool);
     let mut plain = Vec::with_capacity(256 * 1024);
     while let Some(frame) = body.frame().await {
-        let frame = frame
-            .map_err(|e| KasReadError::Unavailable(format!("{url}: reading the data: {e}")))?;
+        let frame = frame.map_err(|e| {
+            KasReadError::Unavailable(format!("{url}: reading the data: {}", with_cause(&e)))
+        })?;
         if let Ok(data) = frame.into_data() {
             plain.clear();
             opener.update(&data, &mut plain)?;
@@ -300,8 +301,9 @@ pub async fn download_mail_data(
     let mut n = 0u64;
     let copied = async {
         while let Some(frame) = body.frame().await {
-            let frame = frame
-                .map_err(|e| KasReadError::Unavailable(format!("{url}: reading the data: {e}")))?;
+            let frame = frame.map_err(|e| {
+                KasReadError::Unavailable(format!("{url}: reading the data: {}", with_cause(&e)))
+            })?;
             if let Ok(data) = frame.into_data() {
                 n += data.len() as u64;
                 if n > max {
@@ -353,6 +355,19 @@ pub async fn open_mail_data(
     Ok(out)
 }
 
+/// `e` with its causes: hyper's own message ("error writing a body to connection")
+/// does not say that the KAS closed the connection or was silent too long.
+fn with_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 /// `GET link` with the `recipient` header: the body of a 200, or why not.
 async fn get_link(
     link: &str,
@@ -361,7 +376,7 @@ async fn get_link(
 ) -> Result<(hyper::body::Incoming, Driver, HttpsUrl), KasReadError> {
     let url = HttpsUrl::parse(link).map_err(KasReadError::Unavailable)?;
     let fail = |why: String| KasReadError::Unavailable(format!("{url}: {why}"));
-    let (mut sender, driver) = connect(&url, s).await.map_err(fail)?;
+    let (mut sender, driver) = connect_watched(&url, s).await.map_err(fail)?;
     let req = Request::builder()
         .method(Method::GET)
         .uri(&url.path)
@@ -372,7 +387,7 @@ async fn get_link(
     let resp = sender
         .send_request(req)
         .await
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(with_cause(&e)))?;
     match resp.status() {
         StatusCode::OK => {}
         StatusCode::TOO_MANY_REQUESTS => {

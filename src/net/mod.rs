@@ -2,6 +2,7 @@
 //! lives here or in the protocol sessions that use it.
 
 pub mod conn;
+pub mod idle;
 pub mod tls;
 
 pub use conn::{Conn, ReadError, Stream, UpstreamError};

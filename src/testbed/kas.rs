@@ -4,7 +4,8 @@
 //! - `POST /attachment/` (addMailData): Basic auth, multipart/form-data with
 //!   `messageID`, one `recipients` part per address, `expires` (RFC 5322) and
 //!   `attachment` with its own `Content-Length`; the data is streamed to disk.
-//!   201 with `sharedLink`; 400 for a malformed request, 401, 413 over the size
+//!   201 with `sharedLink` (named after the `Host` the client reached it by,
+//!   when that is `localhost:port`, so that a relay in front stays in the path); 400 for a malformed request, 401, 413 over the size
 //!   limit, 507 over the account's KAS quota.
 //! - `GET /attachment/{id}` (readMailData) with the `recipient` header: the data,
 //!   streamed; 400 without the header, 403 for an address not among the
@@ -158,6 +159,16 @@ impl Kas {
 
     async fn add(&self, req: Request<Incoming>) -> Response<Body> {
         let sender = self.authenticated(&req);
+        // the link names the service as the client reached it (a KAS behind a
+        // relay or load balancer publishes that name, not its own port); without a
+        // usable Host header, the listener's
+        let base = req
+            .headers()
+            .get(hyper::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| h.starts_with("localhost:") && h[10..].parse::<u16>().is_ok())
+            .map(|h| format!("https://{h}"))
+            .unwrap_or_else(|| self.base_url.lock().map(|u| u.clone()).unwrap_or_default());
         let has_length = req.headers().get("content-length").is_some();
         let Some(boundary) = req
             .headers()
@@ -187,7 +198,6 @@ impl Kas {
                     "testbed KAS: upload stored"
                 );
                 self.meta().insert(id.clone(), meta);
-                let base = self.base_url.lock().map(|u| u.clone()).unwrap_or_default();
                 let link = format!("{base}{BASE_PATH}/attachment/{id}");
                 json(
                     StatusCode::CREATED,

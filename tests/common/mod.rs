@@ -1,6 +1,7 @@
 //! Shared test harness: the kim-cm binary, real peers (Postfix, Dovecot), clients.
 #![allow(dead_code)]
 
+pub mod cutter;
 pub mod fake_mta;
 pub mod fake_pop3;
 pub mod kimcm;
