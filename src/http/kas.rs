@@ -16,7 +16,7 @@ use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HO
 use hyper::{Method, Request, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use super::client::{connect, Driver, HttpSettings, MAX_JSON_BODY};
+use super::client::{body_error, connect, send_error, Driver, HttpSettings, MAX_JSON_BODY};
 use super::url::HttpsUrl;
 use crate::crypto::kas_blob::{sealed_len, BlobSealer, SealedBlob};
 use crate::spool::Spool;
@@ -163,6 +163,7 @@ pub async fn add_mail_data(
     let body = StreamBody::new(chunks);
 
     let (mut sender, driver) = connect(&url, s).await.map_err(fail)?;
+    let _driver = super::client::AbortOnDrop(driver);
     let credentials = zeroize::Zeroizing::new(
         base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")),
     );
@@ -184,14 +185,13 @@ pub async fn add_mail_data(
     let resp = sender
         .send_request(req)
         .await
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(send_error(&e)))?;
     let status = resp.status();
     let answer = Limited::new(resp.into_body(), MAX_JSON_BODY)
         .collect()
         .await
-        .map_err(|e| fail(format!("reading the answer: {e}")))?
+        .map_err(|e| fail(body_error(&*e, MAX_JSON_BODY)))?
         .to_bytes();
-    driver.abort();
     match status {
         StatusCode::CREATED => {}
         StatusCode::PAYLOAD_TOO_LARGE => return Err(KasError::TooLarge),
