@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fake_mta;
+pub mod flood;
 pub mod kimcm;
 pub mod konnektor_schema;
 pub mod ldap;
