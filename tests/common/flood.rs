@@ -45,6 +45,9 @@ const CHUNK: usize = 64 * 1024;
 /// How many bytes the kernel may hold between the two ends of a loopback TCP
 /// connection (send and receive buffers at their autotuned maximum, with room).
 pub const SOCKET_SLACK: u64 = 16 * 1024 * 1024;
+/// Paths with a proper answer: (path, body).
+type Answers = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// How long [`Flood::wait_closed`] waits for kim-cm to hang up.
 const CLOSE_WAIT: Duration = Duration::from_secs(30);
 
@@ -57,7 +60,7 @@ pub struct Flood {
     per_connection: Arc<Mutex<Vec<u64>>>,
     opened: Arc<AtomicUsize>,
     closed: Arc<AtomicUsize>,
-    answers: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    answers: Answers,
     _dir: Option<tempfile::TempDir>,
 }
 
