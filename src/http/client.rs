@@ -17,6 +17,53 @@ use crate::net::Conn;
 
 /// The largest response body kim-cm reads from a JSON service.
 pub const MAX_JSON_BODY: usize = 256 * 1024;
+/// The longest answer head (status line and header fields) kim-cm reads from
+/// any HTTPS service; hyper's read buffer is bounded by it.
+pub const MAX_ANSWER_HEAD: usize = 256 * 1024;
+
+/// Why reading an answer's body failed; says so when it was over `max` bytes.
+pub fn body_error(e: &(dyn std::error::Error + Send + Sync + 'static), max: usize) -> String {
+    if e.downcast_ref::<http_body_util::LengthLimitError>()
+        .is_some()
+    {
+        format!("the answer is too large: over {max} bytes")
+    } else {
+        format!("reading the answer: {}", with_cause(e))
+    }
+}
+
+/// Why sending a request or reading its answer's head failed; says so when
+/// the head was over [`MAX_ANSWER_HEAD`].
+pub fn send_error(e: &hyper::Error) -> String {
+    if e.is_parse_too_large() {
+        format!("the answer's head is too large: over {MAX_ANSWER_HEAD} bytes")
+    } else {
+        with_cause(e)
+    }
+}
+
+/// An error with the chain of its causes ("connection error: the peer was
+/// silent for 5 s"): hyper's own text alone rarely says what happened.
+pub fn with_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Ends the connection's task when dropped, on every way out of an exchange,
+/// so an answer abandoned half-read does not keep its connection open.
+pub struct AbortOnDrop(pub Driver);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// Why a request failed; says which service.
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +135,8 @@ async fn open(url: &HttpsUrl, s: &HttpSettings) -> Result<crate::net::Stream, St
         .ok_or_else(|| "connection not usable".to_string())
 }
 
-/// The HTTP/1.1 handshake over `stream`, its connection driven by a task.
+/// The HTTP/1.1 handshake over `stream`, its connection driven by a task; an
+/// answer head over [`MAX_ANSWER_HEAD`] fails the exchange.
 async fn handshake<B, S>(
     stream: S,
 ) -> Result<(hyper::client::conn::http1::SendRequest<B>, Driver), String>
@@ -98,7 +146,9 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let (sender, connection) = hyper::client::conn::http1::Builder::new()
+        .max_buf_size(MAX_ANSWER_HEAD)
+        .handshake(TokioIo::new(stream))
         .await
         .map_err(|e| e.to_string())?;
     Ok((sender, tokio::spawn(connection)))
@@ -129,6 +179,7 @@ pub async fn request_basic(
             url: u.clone(),
             why,
         })?;
+        let _driver = AbortOnDrop(driver);
         let credentials = zeroize::Zeroizing::new(
             base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")),
         );
@@ -156,7 +207,7 @@ pub async fn request_basic(
             .await
             .map_err(|e| HttpError::Protocol {
                 url: u.clone(),
-                why: e.to_string(),
+                why: send_error(&e),
             })?;
         let status = resp.status();
         let body = Limited::new(resp.into_body(), MAX_JSON_BODY)
@@ -164,10 +215,9 @@ pub async fn request_basic(
             .await
             .map_err(|e| HttpError::Protocol {
                 url: u.clone(),
-                why: format!("reading the answer: {e}"),
+                why: body_error(&*e, MAX_JSON_BODY),
             })?
             .to_bytes();
-        driver.abort();
         Ok((status, body))
     };
     tokio::time::timeout(s.connect_timeout + s.timeout, work)
@@ -209,6 +259,7 @@ pub async fn request_with_limit(
                 url: u.clone(),
                 why,
             })?;
+        let _driver = AbortOnDrop(driver);
         let mut req = Request::builder()
             .method(method)
             .uri(&url.path)
@@ -223,14 +274,13 @@ pub async fn request_with_limit(
         let resp = sender
             .send_request(req)
             .await
-            .map_err(|e| protocol(e.to_string()))?;
+            .map_err(|e| protocol(send_error(&e)))?;
         let status = resp.status();
         let body = Limited::new(resp.into_body(), max_body)
             .collect()
             .await
-            .map_err(|e| protocol(format!("reading the answer: {e}")))?
+            .map_err(|e| protocol(body_error(&*e, max_body)))?
             .to_bytes();
-        driver.abort();
         Ok((status, body))
     };
     tokio::time::timeout(s.connect_timeout + s.timeout, work)

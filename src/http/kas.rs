@@ -16,7 +16,9 @@ use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HO
 use hyper::{Method, Request, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use super::client::{connect_watched, Driver, HttpSettings, MAX_JSON_BODY};
+use super::client::{
+    body_error, connect_watched, send_error, with_cause, Driver, HttpSettings, MAX_JSON_BODY,
+};
 use super::url::HttpsUrl;
 use crate::crypto::kas_blob::{sealed_len, BlobSealer, SealedBlob};
 use crate::spool::Spool;
@@ -163,6 +165,7 @@ pub async fn add_mail_data(
     let body = StreamBody::new(chunks);
 
     let (mut sender, driver) = connect_watched(&url, s).await.map_err(fail)?;
+    let _driver = super::client::AbortOnDrop(driver);
     let credentials = zeroize::Zeroizing::new(
         base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")),
     );
@@ -184,14 +187,13 @@ pub async fn add_mail_data(
     let resp = sender
         .send_request(req)
         .await
-        .map_err(|e| fail(with_cause(&e)))?;
+        .map_err(|e| fail(send_error(&e)))?;
     let status = resp.status();
     let answer = Limited::new(resp.into_body(), MAX_JSON_BODY)
         .collect()
         .await
-        .map_err(|e| fail(format!("reading the answer: {}", with_cause(e.as_ref()))))?
+        .map_err(|e| fail(body_error(&*e, MAX_JSON_BODY)))?
         .to_bytes();
-    driver.abort();
     match status {
         StatusCode::CREATED => {}
         StatusCode::PAYLOAD_TOO_LARGE => return Err(KasError::TooLarge),
@@ -355,19 +357,6 @@ pub async fn open_mail_data(
     Ok(out)
 }
 
-/// `e` with its causes: hyper's own message ("error writing a body to connection")
-/// does not say that the KAS closed the connection or was silent too long.
-fn with_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 /// `GET link` with the `recipient` header: the body of a 200, or why not.
 async fn get_link(
     link: &str,
@@ -387,7 +376,7 @@ async fn get_link(
     let resp = sender
         .send_request(req)
         .await
-        .map_err(|e| fail(with_cause(&e)))?;
+        .map_err(|e| fail(send_error(&e)))?;
     match resp.status() {
         StatusCode::OK => {}
         StatusCode::TOO_MANY_REQUESTS => {

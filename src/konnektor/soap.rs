@@ -9,7 +9,7 @@ use hyper::{Method, Request, StatusCode};
 
 use super::xml::{self, GERROR, SOAP_ENV};
 use super::KonnektorError;
-use crate::http::client::{connect, HttpSettings};
+use crate::http::client::{body_error, connect, send_error, HttpSettings};
 use crate::http::url::HttpsUrl;
 
 /// The largest answer kim-cm reads from the Konnektor: a DecryptDocument answer
@@ -79,12 +79,17 @@ pub async fn exchange(
         let resp = sender
             .send_request(req)
             .await
-            .map_err(|e| KonnektorError::Unavailable(format!("{url}: {e}")))?;
+            .map_err(|e| KonnektorError::Unavailable(format!("{url}: {}", send_error(&e))))?;
         let status = resp.status();
         let answer = Limited::new(resp.into_body(), MAX_SOAP_RESPONSE)
             .collect()
             .await
-            .map_err(|e| KonnektorError::Unavailable(format!("{url}: reading the answer: {e}")))?
+            .map_err(|e| {
+                KonnektorError::Unavailable(format!(
+                    "{url}: {}",
+                    body_error(&*e, MAX_SOAP_RESPONSE)
+                ))
+            })?
             .to_bytes();
         Ok((status, answer))
     };

@@ -315,6 +315,31 @@ impl Conn {
         }
     }
 
+    /// As [`read_line`](Self::read_line), but a line longer than `max` is
+    /// `TooLong` as soon as `max` bytes came without an end: for answers of a
+    /// server, where an endless line is a reason to hang up, not to read on.
+    pub async fn read_line_within(&mut self, max: usize) -> Result<Vec<u8>, ReadError> {
+        let until = self.read_deadline();
+        loop {
+            let avail = &self.buf[self.pos..];
+            if let Some(i) = memchr::memchr(b'\n', avail) {
+                if i > max {
+                    return Err(ReadError::TooLong(max));
+                }
+                let mut line = avail[..i].to_vec();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                self.consume(i + 1);
+                return Ok(line);
+            }
+            if avail.len() > max {
+                return Err(ReadError::TooLong(max));
+            }
+            self.fill_until(until).await?;
+        }
+    }
+
     /// Writes all of `data`, within the timeout.
     pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
         let timeout = self.timeout;

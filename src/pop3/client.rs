@@ -21,8 +21,10 @@ use crate::spool::Spool;
 
 /// Longest status or listing line accepted from a server (RFC 2449 allows 512).
 pub const MAX_RESPONSE_LINE: usize = 4096;
-/// Most lines in a LIST, UIDL or CAPA answer.
+/// Most lines in a LIST or UIDL answer.
 pub const MAX_LISTING_LINES: usize = 1_000_000;
+/// Most lines in a CAPA answer (RFC 2449 knows about a dozen capabilities).
+pub const MAX_CAPA_LINES: usize = 100;
 
 /// How to reach and talk to the Fachdienst's POP3 server.
 #[derive(Clone)]
@@ -48,6 +50,9 @@ pub enum ClientError {
     Closed,
     #[error("the server's answer is not POP3: {0}")]
     Protocol(String),
+    /// Over [`MAX_RESPONSE_LINE`] or a listing's bound: kim-cm stopped reading.
+    #[error("the server's answer is too large: {0}")]
+    TooLarge(String),
     /// `-ERR` and its text; the connection is still usable.
     #[error("the server refused: {0}")]
     Rejected(String),
@@ -78,7 +83,7 @@ impl From<ReadError> for ClientError {
         match e {
             ReadError::Timeout(d) => ClientError::Timeout(d),
             ReadError::Closed => ClientError::Closed,
-            ReadError::TooLong(n) => ClientError::Protocol(format!("answer line over {n} bytes")),
+            ReadError::TooLong(n) => ClientError::TooLarge(format!("a line over {n} bytes")),
             ReadError::Io(e) if e.kind() == io::ErrorKind::TimedOut => {
                 ClientError::Timeout(Duration::ZERO)
             }
@@ -246,7 +251,7 @@ impl Pop3Client {
 
     async fn refresh_capabilities(&mut self) -> Result<(), ClientError> {
         self.capabilities = match self.command("CAPA").await? {
-            Status::Ok(_) => self.read_listing().await?,
+            Status::Ok(_) => self.read_listing(MAX_CAPA_LINES, "a CAPA answer").await?,
             _ => Vec::new(),
         };
         Ok(())
@@ -302,7 +307,7 @@ impl Pop3Client {
             )?]),
             None => {
                 self.expect_ok("LIST").await?;
-                self.read_listing()
+                self.read_listing(MAX_LISTING_LINES, "a listing")
                     .await?
                     .iter()
                     .map(|l| two_numbers(l))
@@ -319,7 +324,7 @@ impl Pop3Client {
             )?]),
             None => {
                 self.expect_ok("UIDL").await?;
-                self.read_listing()
+                self.read_listing(MAX_LISTING_LINES, "a listing")
                     .await?
                     .iter()
                     .map(|l| number_and_uid(l))
@@ -407,21 +412,26 @@ impl Pop3Client {
     }
 
     async fn read_status(&mut self) -> Result<Status, ClientError> {
-        let line = self.conn.read_line(MAX_RESPONSE_LINE).await?;
+        let line = self.conn.read_line_within(MAX_RESPONSE_LINE).await?;
         parse_status(&line)
     }
 
     /// The lines of a short multi-line answer (CAPA, LIST, UIDL), un-stuffed.
-    async fn read_listing(&mut self) -> Result<Vec<String>, ClientError> {
+    /// At most `max_lines` lines, else an error naming `what`.
+    async fn read_listing(
+        &mut self,
+        max_lines: usize,
+        what: &str,
+    ) -> Result<Vec<String>, ClientError> {
         let mut lines = Vec::new();
         loop {
-            let line = self.conn.read_line(MAX_RESPONSE_LINE).await?;
+            let line = self.conn.read_line_within(MAX_RESPONSE_LINE).await?;
             if line == b"." {
                 return Ok(lines);
             }
-            if lines.len() >= MAX_LISTING_LINES {
-                return Err(ClientError::Protocol(format!(
-                    "more than {MAX_LISTING_LINES} lines in a listing"
+            if lines.len() >= max_lines {
+                return Err(ClientError::TooLarge(format!(
+                    "more than {max_lines} lines in {what}"
                 )));
             }
             let line = line.strip_prefix(b".").unwrap_or(&line);

@@ -163,6 +163,11 @@ fn connect_refusal(server: &Server, e: &ClientError) -> LoginRefused {
         ClientError::Rejected(text) => {
             format!("[SYS/TEMP] the Fachdienst POP3 server {server} refused: {text}")
         }
+        ClientError::TooLarge(_) => {
+            format!(
+                "[SYS/TEMP] the Fachdienst POP3 server {server} sent an answer too large to read"
+            )
+        }
         _ => format!("[SYS/TEMP] lost the connection to the Fachdienst POP3 server {server}"),
     })
 }

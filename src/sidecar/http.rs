@@ -40,6 +40,13 @@ fn transient(status: StatusCode) -> bool {
 }
 
 impl SidecarHttp {
+    /// The same calls with answers bounded by `max` bytes at most.
+    pub fn bounded(&self, max: usize) -> SidecarHttp {
+        let mut h = self.clone();
+        h.max_body = h.max_body.min(max);
+        h
+    }
+
     /// Sends the request, again after a pause while it fails in passing; the
     /// last answer or error otherwise.
     pub async fn send(

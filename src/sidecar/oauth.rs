@@ -124,6 +124,9 @@ pub struct TokenAnswer {
 
 /// How long a token without `expires_in` is used.
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
+/// The largest answer read from a token endpoint or a discovery document: a
+/// token answer (RFC 6749 5.1) is a few KiB, a JWT access token included.
+pub const MAX_TOKEN_ANSWER: usize = 256 * 1024;
 
 /// Posts `fields` form-encoded to the token endpoint (with HTTP Basic client
 /// authentication when `basic` is given) and reads the token.
@@ -136,6 +139,7 @@ pub async fn token_request(
     now: OffsetDateTime,
 ) -> Result<Token, TokenError> {
     let failed = |why: String| TokenError::Failed { service, why };
+    let http = &http.bounded(MAX_TOKEN_ANSWER);
     let body = Zeroizing::new(
         form_urlencoded::Serializer::new(String::new())
             .extend_pairs(fields)
@@ -211,6 +215,7 @@ pub async fn discover_token_endpoint(
     authority: &HttpsUrl,
 ) -> Result<HttpsUrl, TokenError> {
     let failed = |why: String| TokenError::Failed { service, why };
+    let http = &http.bounded(MAX_TOKEN_ANSWER);
     let url = authority.join("/.well-known/openid-configuration");
     let (status, body) = http
         .send(Method::GET, &url, Vec::new(), None)

@@ -49,6 +49,9 @@ pub enum ClientError {
     ClosedAfterData,
     #[error("the server's answer is not SMTP: {0}")]
     Protocol(String),
+    /// Over [`MAX_REPLY_LINE`] or [`MAX_REPLY_LINES`]: kim-cm stopped reading.
+    #[error("the server's answer is too large: {0}")]
+    TooLarge(String),
     #[error("the server refused: {0}")]
     Rejected(Reply),
     #[error("reading the mail from the spool failed: {0}")]
@@ -60,7 +63,7 @@ impl From<ReadError> for ClientError {
         match e {
             ReadError::Timeout(d) => ClientError::Timeout(d),
             ReadError::Closed => ClientError::Closed,
-            ReadError::TooLong(n) => ClientError::Protocol(format!("reply line over {n} bytes")),
+            ReadError::TooLong(n) => ClientError::TooLarge(format!("a line over {n} bytes")),
             ReadError::Io(e) if e.kind() == io::ErrorKind::TimedOut => {
                 ClientError::Timeout(Duration::ZERO)
             }
@@ -236,7 +239,7 @@ impl SmtpClient {
     pub async fn read_reply(&mut self) -> Result<Reply, ClientError> {
         let mut lines = Vec::new();
         loop {
-            let line = self.conn.read_line(MAX_REPLY_LINE).await?;
+            let line = self.conn.read_line_within(MAX_REPLY_LINE).await?;
             let text = String::from_utf8_lossy(&line).into_owned();
             let code = text
                 .get(..3)
@@ -248,6 +251,11 @@ impl SmtpClient {
             match sep {
                 None | Some(b' ') => return Ok(Reply { code, lines }),
                 Some(b'-') if lines.len() < MAX_REPLY_LINES => {}
+                Some(b'-') => {
+                    return Err(ClientError::TooLarge(format!(
+                        "more than {MAX_REPLY_LINES} lines"
+                    )))
+                }
                 _ => return Err(ClientError::Protocol(text.chars().take(80).collect())),
             }
         }

@@ -4,6 +4,7 @@
 pub mod cutter;
 pub mod fake_mta;
 pub mod fake_pop3;
+pub mod flood;
 pub mod kimcm;
 pub mod konnektor_schema;
 pub mod ldap;
