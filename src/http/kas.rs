@@ -35,7 +35,8 @@ pub enum KasError {
     /// 507 (A_22419-01): the account's KAS storage is full.
     #[error("the KAS storage of the account is full (507)")]
     Full,
-    #[error("the KAS upload failed: {0}")]
+    /// Why the upload failed (callers say it was the upload).
+    #[error("{0}")]
     Failed(String),
 }
 
