@@ -203,8 +203,24 @@ pub struct Sandbox {
     pub log_path: PathBuf,
 }
 
+/// How long a sandbox may take to stop on SIGTERM before it is killed.
+const SANDBOX_STOP_GRACE: Duration = Duration::from_secs(10);
+
 impl Drop for Sandbox {
     fn drop(&mut self) {
+        // SIGTERM first: the sandbox then stops what it started as processes of
+        // its own (slapd), which a kill -9 would leave running
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let until = Instant::now() + SANDBOX_STOP_GRACE;
+        while Instant::now() < until {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         // every SOAP request kim-cm sent the simulated Konnektor must be valid
