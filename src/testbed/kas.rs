@@ -5,8 +5,9 @@
 //!   `messageID`, one `recipients` part per address, `expires` (RFC 5322) and
 //!   `attachment` with its own `Content-Length`; the data is streamed to disk.
 //!   201 with `sharedLink` (named after the `Host` the client reached it by,
-//!   when that is `localhost:port`, so that a relay in front stays in the path); 400 for a malformed request, 401, 413 over the size
-//!   limit, 507 over the account's KAS quota.
+//!   when that is `localhost:port`, so that a relay in front stays in the
+//!   path); 400 for a malformed request, 401, 413 over the size limit, 507 over
+//!   the account's KAS quota.
 //! - `GET /attachment/{id}` (readMailData) with the `recipient` header: the data,
 //!   streamed; 400 without the header, 403 for an address not among the
 //!   recipients, 404 unknown, deleted or expired, 429 after [`DOWNLOAD_LIMIT`]
