@@ -105,7 +105,7 @@ impl Rig {
     fn kas_ids_settled(&self, want: usize) -> Vec<String> {
         let end = Instant::now() + KAS_CLEANUP;
         loop {
-            let ids = kas_ids(&self.sb);
+            let ids = self.sb.kas_ids();
             if ids.len() == want || Instant::now() > end {
                 return ids;
             }
@@ -190,20 +190,6 @@ fn kas_url(sb: &Sandbox) -> String {
     let text = config_text(sb);
     let line = text.lines().find(|l| l.starts_with("kas_url")).unwrap();
     line.split('"').nth(1).unwrap().to_string()
-}
-
-/// The ids of the uploads the simulated KAS holds (finished or not).
-fn kas_ids(sb: &Sandbox) -> Vec<String> {
-    let dir = sb.dir.path().join("sb").join("fachdienst").join("kas");
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "bin"))
-                .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {

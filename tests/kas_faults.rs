@@ -12,7 +12,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use common::kimcm::{Backend, Sandbox};
@@ -31,23 +30,6 @@ on_both_backends!(
 use common::mail::{big_mail, config_text, curl, fetch_via, header_value, second_kimcm, send_via};
 
 const MIB: usize = 1024 * 1024;
-
-fn kas_dir(sb: &Sandbox) -> PathBuf {
-    sb.dir.path().join("sb").join("fachdienst").join("kas")
-}
-
-/// The ids of the uploads the simulated KAS holds.
-fn kas_ids(sb: &Sandbox) -> Vec<String> {
-    std::fs::read_dir(kas_dir(sb))
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "bin"))
-                .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 fn kas_url(sb: &Sandbox) -> String {
     let text = config_text(sb);
@@ -73,7 +55,7 @@ fn a_full_kas_gets_521_and_nothing_is_sent(backend: Backend) {
     assert_ne!(code, 0);
     assert!(err.contains("< 521 5.2.2"), "{err}");
     assert!(sb.stored_mails(&bob).is_empty());
-    assert!(kas_ids(&sb).is_empty());
+    assert!(sb.kas_ids().is_empty());
     assert!(sb.log().contains("KAS upload failed"), "{}", sb.log());
 }
 
@@ -98,7 +80,7 @@ fn mail_data_over_the_kas_size_limit_get_552_and_nothing_is_sent(backend: Backen
         sb.stored_mails(&alice).is_empty(),
         "no 4002 report: not a failure to retry"
     );
-    assert!(kas_ids(&sb).is_empty());
+    assert!(sb.kas_ids().is_empty());
     assert!(sb.log().contains("KAS upload failed"), "{}", sb.log());
 }
 
@@ -150,7 +132,7 @@ fn an_mta_refusal_after_the_upload_deletes_the_kas_data() {
     let (code, err) = send_via(&sb, &sb.addr("proxy_smtp"), &mail, ghost);
     assert_ne!(code, 0);
     assert!(err.contains("< 550 5.1.1"), "{err}");
-    assert!(kas_ids(&sb).is_empty(), "the upload was deleted again");
+    assert!(sb.kas_ids().is_empty(), "the upload was deleted again");
     assert!(
         sb.log().contains("mail data deleted from the KAS"),
         "{}",
@@ -167,7 +149,7 @@ fn a_large_client_mail_with_an_x_kas_part_is_refused(backend: Backend) {
     let (code, err) = send_via(&sb, &sb.addr("proxy_smtp"), &mail, &bob);
     assert_ne!(code, 0);
     assert!(err.contains("< 451 4.6.0"), "{err}");
-    assert!(kas_ids(&sb).is_empty());
+    assert!(sb.kas_ids().is_empty());
 }
 
 /// Sends one 16 MiB mail from alice to bob through the sandbox; the KAS id.
@@ -177,7 +159,7 @@ fn sent_kas_mail(sb: &Sandbox) -> String {
     let mail = big_mail(sb.dir.path(), &alice, &bob, 16 * MIB, "");
     let (code, err) = send_via(sb, &sb.addr("proxy_smtp"), &mail, &bob);
     assert_eq!(code, 0, "{err}\n{}", sb.log());
-    let ids = kas_ids(sb);
+    let ids = sb.kas_ids();
     assert_eq!(ids.len(), 1);
     ids[0].clone()
 }
@@ -231,7 +213,7 @@ fn a_download_refused_as_too_frequent_gives_4013_and_is_tried_again(backend: Bac
 fn altered_mail_data_give_4007(backend: Backend) {
     let sb = Sandbox::start_on(backend);
     let id = sent_kas_mail(&sb);
-    let blob = kas_dir(&sb).join(format!("{id}.bin"));
+    let blob = sb.kas_dir().join(format!("{id}.bin"));
     let mut bytes = std::fs::read(&blob).unwrap();
     let at = bytes.len() / 2;
     bytes[at] ^= 0x01;

@@ -18,7 +18,6 @@ use std::time::Duration;
 use kim_cm::http::client::HttpSettings;
 use kim_cm::http::kas::{download_mail_data, KasReadError};
 use kim_cm::testbed::ca::make_tls_ca;
-use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod};
 
 /// A TLS server with a certificate of its own CA; counts the connections it got
 /// and the request bytes that reached it after a completed handshake.
@@ -32,11 +31,7 @@ struct Foreign {
 fn foreign_server() -> Foreign {
     let dir = tempfile::tempdir().unwrap();
     let tls = make_tls_ca(dir.path(), &[]).unwrap();
-    let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
-    b.set_certificate_chain_file(&tls.server_cert).unwrap();
-    b.set_private_key_file(&tls.server_key, SslFiletype::PEM)
-        .unwrap();
-    let acceptor = b.build();
+    let acceptor = kim_cm::net::tls::acceptor(&tls.server_cert, &tls.server_key).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let connections = Arc::new(AtomicUsize::new(0));

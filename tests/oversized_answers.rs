@@ -8,12 +8,12 @@
 mod common;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use common::flood::{Flood, Shape};
 use common::kimcm::{write_file, KimCm, Sandbox};
-use common::ldap::{p, pem_certs, Slapd, SlapdTls, VzdEntry, BASE};
+use common::ldap::{p, pem_certs, with_ldap, Slapd, SlapdTls, VzdEntry};
 use common::mail::{big_mail, config_text, second_kimcm, send_as};
 use common::raw::{plain, Raw};
 
@@ -570,7 +570,7 @@ fn sixty_five_directory_entries_for_one_address_are_refused_and_the_send_gets_45
         client_ca: None,
     };
     let slapd = Slapd::start(&entries, &stls).unwrap();
-    let k = second_kimcm(&sb, |text| with_ldap(text, &slapd, &t.ca_cert));
+    let k = second_kimcm(&sb, |text| with_ldap(text, &slapd, &t.ca_cert, None));
     let smtp = k.smtp.unwrap().to_string();
     let (code, err) = send_as(&sb, 0, &smtp, &small_mail(&sb, "many-entries"), &[&bob]);
     assert_ne!(code, 0);
@@ -588,22 +588,4 @@ fn sixty_five_directory_entries_for_one_address_are_refused_and_the_send_gets_45
     let (code, err) = send_as(&sb, 0, &smtp, &mail, &[&alice]);
     assert_eq!(code, 0, "{err}\n{}", k.log());
     assert_eq!(sb.stored_mails(&alice).len(), before + 1);
-}
-
-/// The sandbox's config with the directory in `slapd` instead of the folder.
-fn with_ldap(text: String, slapd: &Slapd, ca: &Path) -> String {
-    let mut out = String::new();
-    for line in text.lines() {
-        if line.starts_with("folder = ") {
-            out.push_str(&format!(
-                "ldap_url = \"{}\"\nldap_base = \"{BASE}\"\nldap_ca_file = \"{}\"\n",
-                slapd.url(),
-                p(ca)
-            ));
-        } else {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    out
 }

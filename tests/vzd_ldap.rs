@@ -13,7 +13,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::kimcm::{write_file, KimCm, Sandbox};
-use common::ldap::{p, pem_certs, Slapd, SlapdTls, VzdEntry, BASE};
+use common::ldap::{pem_certs, with_ldap, Slapd, SlapdTls, VzdEntry};
 use common::mail::{big_mail, fetch_as, header_value, second_kimcm, send_as};
 use kim_cm::crypto::admission::telematik_id;
 use kim_cm::testbed::ca::{make_tls_ca, TlsFiles};
@@ -46,31 +46,6 @@ fn start_slapd(
     };
     let slapd = Slapd::start(entries, &stls).unwrap();
     (dir, t, slapd)
-}
-
-/// The sandbox's config with the directory in `slapd` instead of the folder.
-fn with_ldap(text: String, slapd: &Slapd, ca: &Path, client: Option<(&Path, &Path)>) -> String {
-    let mut out = String::new();
-    for line in text.lines() {
-        if line.starts_with("folder = ") {
-            out.push_str(&format!(
-                "ldap_url = \"{}\"\nldap_base = \"{BASE}\"\nldap_ca_file = \"{}\"\n",
-                slapd.url(),
-                p(ca)
-            ));
-            if let Some((p12, pw)) = client {
-                out.push_str(&format!(
-                    "ldap_client_pkcs12 = \"{}\"\nldap_client_pkcs12_password_file = \"{}\"\n",
-                    p(p12),
-                    p(pw)
-                ));
-            }
-        } else {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    out
 }
 
 /// The sandbox's two accounts in the directory with the given KIM versions; bob's

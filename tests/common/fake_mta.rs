@@ -12,8 +12,6 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod};
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
     /// Behaves well: accepts everything.
@@ -90,11 +88,8 @@ impl FakeMta {
     fn start_scoped(fault: Fault, first_only: bool) -> FakeMta {
         let dir = tempfile::tempdir().unwrap();
         let tls = kim_cm::testbed::ca::make_tls_ca(dir.path(), &[]).unwrap();
-        let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
-        b.set_certificate_chain_file(&tls.server_cert).unwrap();
-        b.set_private_key_file(&tls.server_key, SslFiletype::PEM)
-            .unwrap();
-        let acceptor = Arc::new(b.build());
+        let acceptor =
+            Arc::new(kim_cm::net::tls::acceptor(&tls.server_cert, &tls.server_key).unwrap());
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let delivered = Arc::new(Mutex::new(Vec::new()));

@@ -10,8 +10,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod};
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
     /// Behaves well.
@@ -56,11 +54,8 @@ impl FakePop3 {
     pub fn start(mails: Vec<Vec<u8>>, fault: Fault) -> FakePop3 {
         let dir = tempfile::tempdir().unwrap();
         let tls = kim_cm::testbed::ca::make_tls_ca(dir.path(), &[]).unwrap();
-        let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
-        b.set_certificate_chain_file(&tls.server_cert).unwrap();
-        b.set_private_key_file(&tls.server_key, SslFiletype::PEM)
-            .unwrap();
-        let acceptor = Arc::new(b.build());
+        let acceptor =
+            Arc::new(kim_cm::net::tls::acceptor(&tls.server_cert, &tls.server_key).unwrap());
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let stored = mails

@@ -17,8 +17,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod};
-
 /// What every answer looks like.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shape {
@@ -77,10 +75,7 @@ impl Flood {
     /// A flood server with the given certificate and key (e.g. a sandbox's, so the
     /// config's `ca_file` keys can stay as they are).
     pub fn start_with(shape: Shape, ca: &Path, cert: &Path, key: &Path) -> Flood {
-        let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
-        b.set_certificate_chain_file(cert).unwrap();
-        b.set_private_key_file(key, SslFiletype::PEM).unwrap();
-        let acceptor = Arc::new(b.build());
+        let acceptor = Arc::new(kim_cm::net::tls::acceptor(cert, key).unwrap());
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let f = Flood {

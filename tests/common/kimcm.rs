@@ -376,6 +376,24 @@ impl Sandbox {
         self.addr("ca_file")
     }
 
+    /// The folder of the simulated KAS's uploads.
+    pub fn kas_dir(&self) -> PathBuf {
+        self.dir.path().join("sb").join("fachdienst").join("kas")
+    }
+
+    /// The ids of the uploads the simulated KAS holds (finished or not).
+    pub fn kas_ids(&self) -> Vec<String> {
+        std::fs::read_dir(self.kas_dir())
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "bin"))
+                    .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The simulated Fachdienst's stored mails of `address`, oldest first.
     pub fn stored_mails(&self, address: &str) -> Vec<Vec<u8>> {
         let dir = self

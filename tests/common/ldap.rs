@@ -20,3 +20,29 @@ pub fn pem_certs(path: &Path) -> Vec<Vec<u8>> {
 pub fn p(path: &Path) -> String {
     PathBuf::from(path).display().to_string()
 }
+
+/// A sandbox's config with the directory in `slapd` instead of the folder; with
+/// `client`, the PKCS#12 and its password file kim-cm shows the directory.
+pub fn with_ldap(text: String, slapd: &Slapd, ca: &Path, client: Option<(&Path, &Path)>) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        if line.starts_with("folder = ") {
+            out.push_str(&format!(
+                "ldap_url = \"{}\"\nldap_base = \"{BASE}\"\nldap_ca_file = \"{}\"\n",
+                slapd.url(),
+                p(ca)
+            ));
+            if let Some((p12, pw)) = client {
+                out.push_str(&format!(
+                    "ldap_client_pkcs12 = \"{}\"\nldap_client_pkcs12_password_file = \"{}\"\n",
+                    p(p12),
+                    p(pw)
+                ));
+            }
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
